@@ -1,0 +1,253 @@
+"""Array kernels for every registry entry, form, dtype and threading mode.
+
+Numba kernels are generated from the registry (one serial and one ``prange`` loop per scalar
+function, see ``codegen``) and cached on disk. NumPy and torch implementations are wrapped to
+the same call signature ``call(x, p, out)`` so the harness treats every candidate alike.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import platform
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+import numba
+import numpy as np
+
+from . import codegen, jit, registry
+
+_TEMPLATE = '''
+@njit(parallel={parallel}, **JIT_OPTIONS)
+def {name}(x, p, out):
+    for i in {rng}(x.shape[0]):
+        out[i] = {fn}(x[i], p)
+'''
+
+_COPY = '''
+@njit(parallel={parallel}, **JIT_OPTIONS)
+def {name}(x, p, out):
+    for i in {rng}(x.shape[0]):
+        out[i] = x[i]
+'''
+
+
+def _scalar_functions() -> dict:
+    """Every distinct Numba scalar the registry uses -> its (module, name)."""
+    out = {}
+    for act in registry.REGISTRY.values():
+        for impl in act.impls.values():
+            if impl.backend != "numba":
+                continue
+            for form in registry.FORMS:
+                fn = impl.fn(form)
+                if fn is not None:
+                    py = fn.py_func
+                    out[(py.__module__, py.__name__)] = inspect.getsourcefile(py)
+    return out
+
+
+def kernel_name(module: str, fn: str, parallel: bool) -> str:
+    return f"k_{module.replace('.', '_')}__{fn}__{'par' if parallel else 'ser'}"
+
+
+@lru_cache(maxsize=None)
+def _module():
+    """The generated kernel module (imported once per process)."""
+    lines = ["from numba import njit, prange", f"from {jit.__name__} import JIT_OPTIONS"]
+    body = []
+    for (mod, fn) in _scalar_functions():
+        alias = f"_{mod.replace('.', '_')}__{fn}"
+        lines.append(f"from {mod} import {fn} as {alias}")
+        for par in (False, True):
+            body.append(_TEMPLATE.format(name=kernel_name(mod, fn, par), parallel=par,
+                                         rng="prange" if par else "range", fn=alias))
+    for par in (False, True):
+        body.append(_COPY.format(name=f"k_copy__{'par' if par else 'ser'}", parallel=par,
+                                 rng="prange" if par else "range"))
+    text = "\n".join(lines) + "\n" + "".join(body)
+    deps = list(_scalar_functions().values()) + [inspect.getsourcefile(jit), __file__]
+    return codegen.load_module("mathbench_kernels", text, deps)
+
+
+# --------------------------------------------------------------------------------------------
+# SIMD detection from the compiled assembly
+
+_PACKED_X86 = re.compile(
+    r"^\s*(v?(?:add|sub|mul|div|sqrt|max|min|and|andn|or|xor|blendv|cmp\w*|f\w*madd\w*|f\w*msub\w*|round)p[sd])\b(.*)$",
+    re.M,
+)
+_MOVES_X86 = re.compile(r"^\s*(v?mov(?:up|ap)[sd]|v?movdq[au]\w*)\b(.*)$", re.M)
+_NEON = re.compile(r"\bv\d+\.(\d+)([sd])\b")
+_LIBM = re.compile(r"\b(tanhf?|expf?|expm1f?|log1pf?|logf?|powf?|sqrtf?)(?:@PLT)?\b")
+
+
+def simd_info(asm: str, machine: Optional[str] = None) -> dict:
+    """{'vectorized': bool|None, 'simd_bits': int|None, 'libm_calls': 'tanhf,...'} from assembly.
+    ``None`` where the architecture's assembly is not understood: unknown, not False."""
+    machine = (machine or platform.machine()).lower()
+    libm = ",".join(sorted({m for m in _LIBM.findall(asm) if not m.startswith("sqrt")}))
+    if machine in ("x86_64", "amd64", "i686", "i386"):
+        hits = _PACKED_X86.findall(asm) or _MOVES_X86.findall(asm)
+        if not hits:
+            return {"vectorized": False, "simd_bits": None, "libm_calls": libm}
+        bits = 128
+        for _, operands in hits:
+            if "zmm" in operands:
+                bits = max(bits, 512)
+            elif "ymm" in operands:
+                bits = max(bits, 256)
+        # A loop that calls scalar libm per element is "vectorized" only around the calls.
+        return {"vectorized": not libm, "simd_bits": bits, "libm_calls": libm}
+    if machine in ("aarch64", "arm64"):
+        lanes = _NEON.findall(asm)
+        return {"vectorized": bool(lanes) and not libm, "simd_bits": 128 if lanes else None, "libm_calls": libm}
+    return {"vectorized": None, "simd_bits": None, "libm_calls": libm}
+
+
+def _simd_cache_path() -> Path:
+    return codegen.cache_dir() / f"simd-{_module().__name__}.json"
+
+
+def _load_simd_cache() -> dict:
+    try:
+        return json.loads(_simd_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _kernel_simd(dispatcher, sig) -> dict:
+    """SIMD facts for one compiled signature. Numba cannot show assembly of code loaded from its
+    cache, so the facts are saved beside the cache when first compiled; if they are missing, an
+    uncached twin is compiled once to read them."""
+    key = f"{dispatcher.py_func.__name__}|{sig}"
+    cache = _load_simd_cache()
+    if key in cache:
+        return cache[key]
+    if dispatcher.stats.cache_hits.get(sig):
+        twin = numba.njit(parallel=dispatcher.targetoptions.get("parallel", False),
+                          **{**jit.JIT_OPTIONS, "cache": False})(dispatcher.py_func)
+        twin.compile(sig)
+        asm = twin.inspect_asm(sig)
+    else:
+        asm = dispatcher.inspect_asm(sig)
+    info = simd_info(asm)
+    cache = _load_simd_cache()
+    cache[key] = info
+    path = _simd_cache_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+    tmp.replace(path)
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Kernel:
+    """One timed candidate: ``call(x, p, out)`` writes form(x) into out."""
+
+    function: str
+    impl: str
+    backend: str
+    form: str
+    dtype: str
+    parallel: bool
+    call: Callable
+    param: float
+    compile_seconds: float = 0.0
+    cache_hit: bool = False
+    vectorized: Optional[bool] = None
+    simd_bits: Optional[int] = None
+    libm_calls: str = ""
+    libm: bool = False
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.function}/{self.form}/{self.impl}/{self.dtype}/{'par' if self.parallel else 'ser'}"
+
+
+def numba_dispatcher(fn, parallel: bool):
+    """The generated array kernel around a registry scalar ``fn`` (a Numba dispatcher)."""
+    py = fn.py_func
+    return getattr(_module(), kernel_name(py.__module__, py.__name__, parallel))
+
+
+def copy_dispatcher(parallel: bool):
+    return getattr(_module(), f"k_copy__{'par' if parallel else 'ser'}")
+
+
+def _compile(dispatcher, dtype: str) -> tuple[float, bool, tuple]:
+    """Compile (or load from cache) for 1-D contiguous arrays of dtype; return (seconds, hit, sig)."""
+    nt = numba.from_dtype(np.dtype(dtype))
+    sig = (numba.types.Array(nt, 1, "C"), nt, numba.types.Array(nt, 1, "C"))
+    t0 = time.perf_counter()
+    dispatcher.compile(sig)
+    seconds = time.perf_counter() - t0
+    hit = bool(dispatcher.stats.cache_hits.get(sig))
+    return seconds, hit, sig
+
+
+def get(function: str, impl: str, form: str, dtype: str, parallel: bool = False) -> Kernel:
+    """Build (and for Numba, compile) one kernel. Raises registry.UnknownName for bad names."""
+    act = registry.get(function)
+    im = act.impl(impl) if impl in act.impls else None
+    if im is None:
+        raise registry.UnknownName(f"unknown implementation {impl!r} for {function}; valid: {', '.join(act.impls)}")
+    fn = im.fn(form)
+    if fn is None:
+        raise registry.UnknownName(f"{function} has no {form} form")
+    p = np.dtype(dtype).type(act.param_default)
+    k = Kernel(function, impl, im.backend, form, dtype, parallel, None, p, libm=im.libm, note=im.note)
+    if im.backend == "numba":
+        disp = numba_dispatcher(fn, parallel)
+        k.compile_seconds, k.cache_hit, sig = _compile(disp, dtype)
+        k.call = disp
+        k.__dict__.update(_kernel_simd(disp, sig))
+    elif im.backend == "numpy":
+        if parallel:
+            raise registry.UnknownName("numpy implementations are single-threaded; use parallel=False")
+        k.call = fn
+    elif im.backend == "torch":
+        k.call = _torch_call(fn)
+    return k
+
+
+def copy_kernel(dtype: str, parallel: bool = False) -> Kernel:
+    """The memory roof: out[i] = x[i], same loop shape as the function kernels."""
+    disp = copy_dispatcher(parallel)
+    k = Kernel("copy", "numba", "numba", "forward", dtype, parallel, disp, np.dtype(dtype).type(0))
+    k.compile_seconds, k.cache_hit, sig = _compile(disp, dtype)
+    k.__dict__.update(_kernel_simd(disp, sig))
+    return k
+
+
+def _torch_call(fn):
+    import torch
+
+    cache = {}
+
+    def call(x, p, out):
+        # Wrap the same NumPy buffers (zero-copy), once per buffer pair.
+        key = (x.ctypes.data, out.ctypes.data, x.size)
+        if key not in cache:
+            cache.clear()
+            cache[key] = (torch.from_numpy(x), torch.from_numpy(out))
+        xt, ot = cache[key]
+        fn(xt, p, ot)
+
+    return call
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
