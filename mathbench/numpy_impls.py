@@ -158,7 +158,7 @@ def relu(x, p, out):
 
 
 def relu_dx(x, p, out):
-    np.greater(x, 0.0, out=out, dtype=x.dtype, casting="unsafe")
+    np.copyto(out, x > 0)  # (NumPy 2 has no bool->float loop for dtype=float comparisons)
     _nan_through(x, out)
 
 
@@ -213,7 +213,7 @@ def hard_tanh(x, p, out):
 
 
 def hard_tanh_dx(x, p, out):
-    np.less(np.abs(x), 1.0, out=out, dtype=x.dtype, casting="unsafe")
+    np.copyto(out, np.abs(x) < 1.0)
     _nan_through(x, out)
 
 

@@ -1,0 +1,221 @@
+"""``python -m mathbench``: the kernel benchmark, and the ``verify``, ``compare`` and ``report``
+subcommands."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import bench, registry, runs, threads
+from .errors import ArgumentParser, UsageError, run_cli
+
+DESCRIPTION = """\
+Time activation functions and their derivatives as Numba kernels (float32/float64, serial and
+parallel) against NumPy (and torch with the 'peers' extra), across array sizes, with accuracy
+against an mpmath reference. Each run writes results/<mathbench-TIMESTAMP>/results.csv (one row per
+function x form x implementation x dtype x size x threads) and metadata.json (machine, versions,
+threads, command), then prints a summary. JIT compile time is measured separately and never
+inside a timing; every ratio (speedup over tanh, over np.tanh, over serial, cost relative to x+c,
+fraction of the copy roof) is paired by round within one interleaved measurement.
+
+subcommands:
+  mathbench verify [...]         prove every formula with SymPy and check the kernels (see verify -h)
+  mathbench compare RUN_A RUN_B  per-row speedup of B over A with intervals
+  mathbench report RUN           print the summary of an earlier run
+"""
+
+EPILOG = """\
+examples:
+  python -m mathbench                        default run: tanh, isru, softplus, sigmoid (~1 min)
+  python -m mathbench --all                  every registry entry
+  python -m mathbench --quick                smoke run (a few seconds)
+  python -m mathbench --functions isru,tanh --dtypes float32 --sizes 1e3,1e5 --threads 1
+  python -m mathbench --list                 what the registry holds
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="mathbench", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--functions", help="comma-separated registry names (default: tanh,isru,softplus,sigmoid)")
+    p.add_argument("--all", action="store_true", help="every registry entry")
+    p.add_argument("--implementations", help="comma-separated: numba, numba_rational, numba_pow, numpy, torch "
+                   "(default: all available; torch if installed)")
+    p.add_argument("--forms", default="forward,dfdx,dfdy",
+                   help="forward, dfdx (f'(x)), dfdy (backprop form g(y) = f'(x) from y = f(x)); default all")
+    p.add_argument("--dtypes", help="float32, float64 (default both)")
+    p.add_argument("--sizes", help="array sizes, e.g. 10,1e3,1e5 (default 10..1e7, one per decade)")
+    p.add_argument("--threads", help="thread counts: 1 = serial kernels, N > 1 = prange kernels on N threads "
+                   f"(default 1,{threads.max_threads()}); one parallel count per run")
+    p.add_argument("--budget", type=float, default=1.0,
+                   help="seconds of timed rounds per (dtype, size) group (default 1.0); at large sizes "
+                        "rounds are cut to fit but never below 3")
+    p.add_argument("--samples", type=int, default=7, help="rounds per group when the budget allows (default 7)")
+    p.add_argument("--seed", type=int, default=0, help="input RNG seed (default 0)")
+    p.add_argument("--scale", type=float, default=1.0, help="inputs are scale * N(0, 1) (default 1)")
+    p.add_argument("--denormals", action="store_true", help="make every 7th input subnormal")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy columns")
+    p.add_argument("--out", help="run folder to create (default results/mathbench-TIMESTAMP); never overwritten")
+    p.add_argument("--quick", action="store_true", help="smoke run: tanh and isru, float32, two sizes, serial")
+    p.add_argument("--list", action="store_true", help="list the registry and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def list_registry() -> str:
+    from .report import table
+
+    rows = []
+    for a in registry.REGISTRY.values():
+        for im in a.impls.values():
+            rows.append([a.name, a.group, im.name, im.backend, "libm" if im.libm else "",
+                         "yes" if a.has_backprop_form else "no",
+                         f"{a.param}={a.param_default:g}" if a.param else "", im.note or a.description])
+    return table(rows, ["function", "group", "implementation", "backend", "", "g(y)", "parameter", "note"])
+
+
+def make_plan(args) -> bench.Plan:
+    if args.quick:
+        functions, impls, dtypes = ["tanh", "isru"], ["numba", "numba_rational", "numpy"], ["float32"]
+        sizes, thread_counts, budget, samples = [1_000, 100_000], [1], 0.2, 5
+    else:
+        functions = list(registry.REGISTRY) if args.all else list(registry.CORE)
+        impls, dtypes, sizes = None, list(registry.DTYPES), list(bench.DEFAULT_SIZES)
+        thread_counts = sorted({1, threads.max_threads()})
+        budget, samples = args.budget, args.samples
+    if args.functions:
+        functions = _csv(args.functions)
+    for f in functions:
+        registry.get(f)  # UnknownName lists the valid names
+    if args.implementations:
+        impls = _csv(args.implementations)
+        valid = registry.all_impl_names()
+        for i in impls:
+            if i not in valid:
+                raise UsageError(f"unknown implementation {i!r}; valid: {', '.join(valid)}")
+        if "torch" in impls and not bench.kernels.torch_available():
+            raise UsageError("torch is not installed; install the peers extra: pip install -e '.[peers]'")
+    if args.dtypes:
+        dtypes = _csv(args.dtypes)
+    for d in dtypes:
+        if d not in registry.DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; valid: {', '.join(registry.DTYPES)}")
+    forms = _csv(args.forms)
+    for f in forms:
+        if f not in registry.FORMS:
+            raise UsageError(f"unknown form {f!r}; valid: {', '.join(registry.FORMS)}")
+    if args.sizes:
+        sizes = bench.parse_sizes(args.sizes)
+    if args.threads:
+        try:
+            thread_counts = sorted({int(t) for t in _csv(args.threads)})
+        except ValueError:
+            raise UsageError(f"--threads {args.threads!r}: expected whole numbers like 1,2") from None
+        for t in thread_counts:
+            if not 1 <= t <= threads.max_threads():
+                raise UsageError(f"thread count {t} out of range 1..{threads.max_threads()}")
+    parallel = [t for t in thread_counts if t > 1]
+    if len(parallel) > 1:
+        raise UsageError("one parallel thread count per run (e.g. --threads 1,2); run again for another")
+    if not (args.budget > 0):
+        raise UsageError("--budget must be a positive number of seconds")
+    if args.samples < 1:
+        raise UsageError("--samples must be at least 1")
+    if not (args.scale > 0):
+        raise UsageError("--scale must be positive")
+    plan = bench.Plan(functions=functions, impls=impls, forms=forms, dtypes=dtypes, sizes=sizes,
+                      serial=1 in thread_counts, parallel_threads=parallel[0] if parallel else None,
+                      budget=budget, samples=samples, min_samples=min(3, samples), seed=args.seed,
+                      scale=args.scale, denormals=args.denormals, accuracy=not args.no_accuracy)
+    if bench.count_kernels(plan) == 0:
+        raise UsageError("nothing to measure: no selected implementation has the selected forms")
+    return plan
+
+
+def _progress(disabled: bool):
+    from tqdm import tqdm
+
+    def factory(**kw):
+        # like pytest/pip: a bar on a terminal, nothing in a log file
+        return tqdm(file=sys.stderr, disable=disabled or not sys.stderr.isatty(), leave=False,
+                    dynamic_ncols=True, **kw)
+
+    return factory
+
+
+def main_bench(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(list_registry())
+        return 0
+    plan = make_plan(args)
+    bench.check_memory(plan.sizes, plan.dtypes)
+    run_dir = runs.new_run_dir("mathbench", args.out)
+    meta = runs.metadata("mathbench", argv, plan={k: v for k, v in vars(plan).items() if k != "kernels"})
+    meta["command"] = "python -m mathbench " + " ".join(argv)
+    runs.write_json(run_dir / runs.METADATA, meta)
+    t0 = time.perf_counter()
+    with runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
+        info = bench.run(plan, writer, _progress(args.no_progress))
+    meta.update(timing=info, threads=threads.thread_info(), finished=True)
+    runs.write_json(run_dir / runs.METADATA, meta)
+    from .report import load_summary
+
+    print(load_summary(run_dir))
+    print(f"\ncompile: {info['kernels_compiled']} kernels compiled, {info['kernels_from_cache']} loaded from cache, "
+          f"{info['compile_wall_seconds']:.1f} s (never inside a timing); total {time.perf_counter() - t0:.1f} s")
+    print(f"results: {run_dir}/{runs.RESULTS} and {runs.METADATA}")
+    return 0
+
+
+def main_compare(argv: list[str]) -> int:
+    p = ArgumentParser(prog="mathbench compare",
+                                description="Per-row speedup of run B over run A (time A / time B) with a "
+                                            "conservative interval from both runs' 95%% intervals; rows whose "
+                                            "intervals do not overlap are flagged.")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--csv", help="also write the comparison to this CSV file (must not exist)")
+    args = p.parse_args(argv)
+    from pathlib import Path
+
+    from .report import compare
+
+    df, text = compare(args.run_a, args.run_b)
+    if args.csv:
+        path = Path(args.csv)
+        if path.exists():
+            raise UsageError(f"{path} exists; earlier results are never overwritten")
+        try:
+            df.to_csv(path, index=False)
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    print(text)
+    return 0
+
+
+def main_report(argv: list[str]) -> int:
+    p = ArgumentParser(prog="mathbench report", description="Print the summary of a run folder.")
+    p.add_argument("run")
+    args = p.parse_args(argv)
+    from .report import load_summary
+
+    print(load_summary(args.run))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "verify":
+        from . import verify
+
+        return run_cli(verify.main, argv[1:], prog="mathbench verify")
+    if argv and argv[0] == "compare":
+        return run_cli(main_compare, argv[1:], prog="mathbench compare")
+    if argv and argv[0] == "report":
+        return run_cli(main_report, argv[1:], prog="mathbench report")
+    return run_cli(main_bench, argv, prog="mathbench")
