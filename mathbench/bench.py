@@ -3,8 +3,9 @@
 One *group* is (dtype, size): every selected kernel at that dtype and size, serial and
 parallel, plus two references (the copy kernel = memory roof, ``plus`` = the seed's baseline),
 is timed round-robin in one harness call. Every ratio in a row (speedup over tanh, over
-np.tanh, over the serial kernel, cost relative to plus, fraction of the copy roof) is paired by
-round within that group, never computed across groups or runs.
+np.tanh, over the same function's NumPy code, over the serial kernel, cost relative to plus,
+fraction of the copy roof) is paired by round within that group, never computed across groups
+or runs.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ COLUMNS = [
     "roof_fraction", "roof_lo", "roof_hi",
     "speedup_vs_tanh", "speedup_vs_tanh_lo", "speedup_vs_tanh_hi",
     "speedup_vs_np_tanh", "speedup_vs_np_tanh_lo", "speedup_vs_np_tanh_hi",
+    "speedup_vs_numpy", "speedup_vs_numpy_lo", "speedup_vs_numpy_hi",
     "speedup_vs_serial", "speedup_vs_serial_lo", "speedup_vs_serial_hi",
     "cost_vs_plus", "cost_vs_plus_lo", "cost_vs_plus_hi",
     "vectorized", "simd_bits", "libm_calls", "compile_seconds", "cache_hit",
@@ -221,10 +223,11 @@ def measure_group(plan: Plan, group: list, dtype: str, size: int, rng) -> list[d
             ("roof", ("copy", "forward", "numba", dtype, par), False),
             ("speedup_vs_tanh", ("tanh", k.form, "numba", dtype, par), False),
             ("speedup_vs_np_tanh", ("tanh", k.form, "numpy", dtype, False), False),
+            ("speedup_vs_numpy", (k.function, k.form, "numpy", dtype, False), False),
             ("speedup_vs_serial", (k.function, k.form, k.impl, dtype, False), False),
             ("cost_vs_plus", ("plus", "forward", "numba", dtype, par), True),
         ):
-            if prefix == "speedup_vs_serial" and not par:
+            if (prefix == "speedup_vs_serial" and not par) or (prefix == "speedup_vs_numpy" and k.backend != "numba"):
                 continue
             r = _ratio(ms, base, key, invert)
             if r:

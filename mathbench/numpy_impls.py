@@ -78,7 +78,9 @@ def sigmoid_dy(y, p, out):
 
 
 def softplus(x, p, out):
-    np.logaddexp(x.dtype.type(0), x, out=out)
+    # logaddexp raises "invalid value" for a NaN input (the NaN still propagates); silence that
+    with np.errstate(invalid="ignore"):
+        np.logaddexp(x.dtype.type(0), x, out=out)
 
 
 def softplus_dx(x, p, out):

@@ -56,7 +56,7 @@ def summary(df: pd.DataFrame, size: int | None = None) -> str:
         rows = []
         for _, r in d.iterrows():
             acc = "-" if pd.isna(r.get("max_ulp")) else (
-                f"{r['max_ulp']:.3g}" + ("" if str(r.get("within_bound")) == "True" else " (!)"))
+                f"{r['max_ulp']:.3g} / {r['max_abs']:.2g}" + ("" if str(r.get("within_bound")) == "True" else " (!)"))
             rows.append([r["function"], r["form"], _impl_label(r),
                          _ci(r, "ns_per_element", "ns_lo", "ns_hi"),
                          _ci(r, "speedup_vs_tanh", "speedup_vs_tanh_lo", "speedup_vs_tanh_hi", suffix="x"),
@@ -64,7 +64,7 @@ def summary(df: pd.DataFrame, size: int | None = None) -> str:
                          _fmt(r.get("roof_fraction")), _simd(r), acc])
         out.append(f"\n{dtype}, n = {n:,}, serial (1 thread); medians with bootstrap 95% intervals")
         out.append(table(rows, ["function", "form", "implementation", "ns/element", "speedup vs tanh",
-                                "vs np.tanh", "roof", "SIMD", "max ULP"]))
+                                "vs np.tanh", "roof", "SIMD", "max error ULP / abs"]))
     big = max(sizes)
     p = df[(df["size"] == big) & (df["parallel"].astype(bool)) & (df["function"] != "copy")]
     if len(p):
@@ -74,8 +74,9 @@ def summary(df: pd.DataFrame, size: int | None = None) -> str:
         out.append(f"\nparallel (prange) over serial at n = {big:,}")
         out.append(table(rows, ["dtype", "function", "form", "impl", "threads", "speedup vs serial", "roof"]))
     out.append("\n" + relative_cost(df, n))
-    out.append("\nroof = time of a copy loop / time of this kernel (1.0 = memory bound); "
-               "(!) = error above the implementation's declared bound")
+    out.append("\nroof = time of a copy loop / time of this kernel (1.0 = memory bound); max error against "
+               "mpmath (ULP is large where outputs near 0 come from cancellation, e.g. 1 - tanh^2: read the abs "
+               "error there); (!) = error above the implementation's declared bound")
     return "\n".join(out)
 
 
@@ -130,4 +131,73 @@ def load_summary(run_dir) -> str:
     df, meta = runs.load_run(run_dir)
     if "ns_per_element" not in df.columns:
         raise UsageError(f"{run_dir} is not a mathbench kernel run")
-    return summary(df)
+    findings = kernel_findings(df)
+    return summary(df) + ("\n\nfindings:\n" + "\n".join(f"- {f}" for f in findings) if findings else "")
+
+
+# --------------------------------------------------------------------------------------------
+# findings: sentences computed from a run (the README and notebooks quote these, never retype)
+
+
+def _pick(df, **kw) -> pd.DataFrame:
+    d = df
+    for k, v in kw.items():
+        d = d[d[k].astype(str) == str(v)]
+    return d
+
+
+def _x(r, col) -> str:
+    return f"{r[col]:.2f}x [{r[col + '_lo']:.2f}, {r[col + '_hi']:.2f}]"
+
+
+def kernel_findings(df: pd.DataFrame) -> list[str]:
+    """The issue's speed targets and the seed's claim, checked against one run."""
+    out = []
+    sizes = sorted(df["size"].unique())
+    n5 = _near(sizes, 100_000)
+    base = dict(form="forward", dtype="float32", size=n5, parallel=False)
+    isru = _pick(df, function="isru", impl="numba", **base)
+    rat = _pick(df, function="tanh", impl="numba_rational", **base)
+    libm = _pick(df, function="tanh", impl="numba", **base)
+    if len(isru) and not pd.isna(isru.iloc[0]["speedup_vs_np_tanh"]):
+        r = isru.iloc[0]
+        ok = "meets" if r["speedup_vs_np_tanh_lo"] >= 4 else "misses"
+        out.append(f"ISRU float32 at n = {n5:,}: {_x(r, 'speedup_vs_np_tanh')} faster than np.tanh "
+                   f"({ok} the >= 4x target); {_x(r, 'speedup_vs_tanh')} faster than Numba's libm tanhf loop.")
+    if len(rat) and not pd.isna(rat.iloc[0]["speedup_vs_np_tanh"]):
+        r = rat.iloc[0]
+        ok_speed = r["speedup_vs_np_tanh_lo"] >= 2
+        ok_ulp = r["max_ulp"] <= 4
+        verdict = "meets" if ok_speed and ok_ulp else "misses"
+        out.append(f"rational tanh float32 at n = {n5:,}: {_x(r, 'speedup_vs_np_tanh')} faster than np.tanh at "
+                   f"{r['max_ulp']:.2f} ULP max error ({verdict} the >= 2x at <= 4 ULP target).")
+    if len(libm):
+        r = libm.iloc[0]
+        out.append(f"libm tanhf in a Numba loop: {r['ns_per_element']:.2f} ns/element "
+                   f"[{r['ns_lo']:.2f}, {r['ns_hi']:.2f}] (no SVML: one scalar call per element).")
+    # every Numba serial kernel at least as fast as its NumPy code at >= 1e4 elements
+    nb = df[(df["backend"] == "numba") & ~df["parallel"].astype(str).eq("True") & (df["size"] >= 10_000)
+            & df["speedup_vs_numpy"].notna()]
+    if len(nb):
+        slower = nb[nb["speedup_vs_numpy_hi"] < 1.0]
+        worst = nb.loc[nb["speedup_vs_numpy"].idxmin()]
+        out.append(f"Numba serial vs the same function's NumPy code at >= 1e4 elements: {len(nb) - len(slower)} of "
+                   f"{len(nb)} rows at least as fast (interval reaching 1.0 or above); slowest "
+                   f"{worst['function']}/{worst['form']}/{worst['impl']} {worst['dtype']} n={int(worst['size']):,}: "
+                   f"{_x(worst, 'speedup_vs_numpy')}.")
+    big = max(sizes)
+    roof = _pick(df, function="isru", impl="numba", form="forward", dtype="float32", size=big, parallel=False)
+    if len(roof) and not pd.isna(roof.iloc[0]["roof_fraction"]):
+        r = roof.iloc[0]
+        t = 1 / r["roof_fraction"]
+        verdict = "meets" if t <= 1.3 else "misses"
+        out.append(f"ISRU float32 at n = {big:,}: {t:.2f}x the copy loop's time [{1 / r['roof_hi']:.2f}, "
+                   f"{1 / r['roof_lo']:.2f}] ({verdict} the within-1.3x-of-roof target).")
+    par = df[df["parallel"].astype(str).eq("True") & (df["size"] >= 1_000_000) & (df["function"] != "copy")
+             & df["speedup_vs_serial"].notna()]
+    if len(par):
+        good = par[par["speedup_vs_serial"] >= 1.6]
+        out.append(f"parallel over serial at >= 1e6 elements ({int(par['threads'].max())} threads): "
+                   f"{len(good)} of {len(par)} kernels reach 1.6x; median {par['speedup_vs_serial'].median():.2f}x, "
+                   f"range {par['speedup_vs_serial'].min():.2f}x to {par['speedup_vs_serial'].max():.2f}x.")
+    return out

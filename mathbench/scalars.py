@@ -57,7 +57,8 @@ def tanh_rational(x, p):
     # tanh(x) ~ (x + x^3 P(x^2)) / Q(x^2). Only mul/add/div/select, so the loop vectorizes
     # without a vector libm. "contract" lets LLVM fuse the Horner steps into FMAs where the
     # CPU has them (as Eigen's pmadd does); it changes rounding only, never NaN/inf handling.
-    # Beyond |x| = 7.9074 float32 tanh is +-1; the select returns exactly that.
+    # Beyond |x| = 7.9074 (Eigen's clamp) it returns exactly +-1: 2.7e-7 (4.5 float32 ulp) from
+    # tanh there, the largest error of this implementation.
     lim = c(x, 7.90738964080810547)
     xc = clamp(x, -lim, lim)
     x2 = xc * xc
