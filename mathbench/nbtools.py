@@ -1,0 +1,60 @@
+"""The one small helper every notebook uses to find and load a run folder.
+
+Which run: an explicit path, else the environment variable ``MATHBENCH_<KIND>_RUN`` (KIND is
+MATHBENCH, LSTM or VERIFY), else the committed reference run named in ``results/reference.json``.
+Notebooks read these files and plot; they measure nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import runs
+from .errors import UsageError
+
+REFERENCE = runs.PROJECT_ROOT / "results" / "reference.json"
+KINDS = ("mathbench", "lstm", "verify")
+
+
+def reference_runs() -> dict:
+    try:
+        return json.loads(REFERENCE.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {REFERENCE}: {e}") from None
+
+
+def locate(kind: str, path: str | os.PathLike | None = None) -> Path:
+    if kind not in KINDS:
+        raise UsageError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    chosen = path or os.environ.get(f"MATHBENCH_{kind.upper()}_RUN")
+    if not chosen:
+        chosen = runs.PROJECT_ROOT / reference_runs()[kind]
+    return Path(chosen)
+
+
+def load(kind: str, path=None):
+    """``(rows, metadata, folder)`` of a run; ``verify`` gives ``(report dict, None, file)``.
+    A folder that is not a run of that kind is refused with a UsageError saying why."""
+    where = locate(kind, path)
+    if kind == "verify":
+        try:
+            return json.loads(Path(where).read_text()), None, Path(where)
+        except FileNotFoundError:
+            raise UsageError(f"{where} does not exist") from None
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{where} is not a verify JSON file: {e}") from None
+    df, meta = runs.load_run(where)
+    if meta.get("kind") != kind:
+        raise UsageError(f"{where} is a {meta.get('kind')!r} run, not a {kind!r} run")
+    return df, meta, where
+
+
+def save_figure(fig, folder, name: str) -> Path:
+    """Save a PNG under ``<folder>/figures/`` with no timestamp in it, so re-running a notebook
+    on the same data rewrites the same bytes."""
+    out = Path(folder) / "figures"
+    out.mkdir(exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return path
