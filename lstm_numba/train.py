@@ -1,0 +1,465 @@
+"""Training, evaluation, prediction, sampling, save/load and thread control for ``model.Model``.
+
+Public API (stable; the sweep and CLI call these)
+------------------------------------------------
+Data: the language model takes a 1-D array of int token ids (< vocab_size); classification takes
+``(X, y)`` with X (N, T, n_features) float and y (N,) in {0, 1} (batch-major, as stored).
+
+``TrainConfig(iterations=100, seq_len=25, batch=1, lr=2e-3, clip=5.0, beta1=0.9, beta2=0.999,
+eps=1e-8, seed=0, threads=None, blas_threads=1)``
+    ``seq_len``: TBPTT chunk length (LM only; a classification sample is one whole sequence).
+    ``seed``: data order (classification minibatches); weights come from ``ModelConfig.seed``, so
+    two activations with equal seeds see the same initial weights and the same data.
+    ``threads``: Numba threads for a parallel model (None: all of ``NUMBA_NUM_THREADS``); a
+    serial model never touches Numba's pool. ``blas_threads``: BLAS threads during training
+    (default 1; the parallel variant requires 1).
+``train(model, data, cfg, on_iteration=None) -> TrainResult``
+    Compiles first (``TrainResult.compile_seconds``, never inside timings), then per iteration
+    times forward, backward and optimizer separately (one njit call each, ``perf_counter``).
+    LM: B parallel streams of the token array, consecutive chunks of ``seq_len`` with the hidden
+    state carried across chunks (detached), wrapping to the start (fresh state) at the end.
+    ``on_iteration(row)`` gets a dict (iteration, loss, grad_norm, t_forward, t_backward,
+    t_optimizer) after each iteration; returning True stops training early.
+    A NaN/inf loss or gradient norm raises ``NonFiniteLoss`` (``.result`` holds the finished
+    iterations; the parameters are those after the last finished iteration).
+``TrainResult``: arrays ``losses``, ``grad_norms``, ``t_forward``, ``t_backward``,
+    ``t_optimizer`` (seconds, one per iteration), ``iterations``, ``compile_seconds``,
+    ``wall_seconds``; ``.step_seconds`` = fwd + bwd + opt per iteration.
+``evaluate(model, data, seq_len=100, batch=16) -> dict``
+    LM: ``loss`` (mean cross-entropy per predicted token, nats), ``perplexity``, ``tokens``.
+    Classify: ``loss`` (mean BCE), ``accuracy``, ``precision``, ``recall``, ``f1`` (positive
+    class 1, threshold 0.5), ``n``.
+``predict(model, X, batch=256) -> np.ndarray`` (N,) probabilities of class 1 (classify only).
+``predict_proba_batch(model, X_tb) -> np.ndarray`` one time-major batch (T, B, F), no copies
+    of the data: the call to time for latency (B = 1) and throughput.
+``generate(model, prime, length, temperature=1.0, seed=0) -> np.ndarray`` sampled token ids
+    (LM only) after feeding the ``prime`` ids.
+``save(model, path, meta=None)`` one ``.npz``: the tensors under their ``Params.tensors()``
+    names plus ``config.json`` (a JSON string: format, ModelConfig, meta). ``load(path) -> Model``
+    (``model.meta`` restored). Bad files raise ``UsageError``.
+``thread_limits(numba_threads=None, blas_threads=1)`` context manager setting (and restoring)
+    Numba's thread count and every loaded BLAS's (threadpoolctl).
+``NonFiniteLoss`` (RuntimeError): ``.iteration``, ``.what``, ``.value``, ``.result``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numba
+import numpy as np
+
+from mathbench.errors import UsageError
+
+from .model import Model, ModelConfig, Params
+from .optim import Adam
+
+__all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "evaluate", "predict",
+           "predict_proba_batch", "generate", "save", "load", "thread_limits"]
+
+FORMAT = "lstm_numba/1"
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss or gradient norm. ``result`` holds finished iterations."""
+
+    def __init__(self, message: str, iteration: int, what: str, value: float, result: "TrainResult"):
+        super().__init__(message)
+        self.iteration, self.what, self.value, self.result = iteration, what, value, result
+
+
+def _check_number(name, v, lo=None, positive=False, integer=False, allow_none=False):
+    if v is None and allow_none:
+        return
+    if integer:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (1 if positive else 0):
+            raise UsageError(f"{name} must be a {'positive' if positive else 'non-negative'} integer, got {v!r}")
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+        raise UsageError(f"{name} must be a finite number, got {v!r}")
+    if positive and v <= 0:
+        raise UsageError(f"{name} must be positive, got {v!r}")
+    if lo is not None and v < lo:
+        raise UsageError(f"{name} must be >= {lo}, got {v!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 100
+    seq_len: int = 25
+    batch: int = 1
+    lr: float = 2e-3
+    clip: float = 5.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    seed: int = 0
+    threads: Optional[int] = None
+    blas_threads: int = 1
+
+    def __post_init__(self):
+        _check_number("iterations", self.iterations, integer=True)
+        _check_number("seq_len", self.seq_len, integer=True, positive=True)
+        _check_number("batch", self.batch, integer=True, positive=True)
+        _check_number("lr", self.lr, positive=True)
+        _check_number("clip", self.clip, lo=0)
+        _check_number("eps", self.eps, positive=True)
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            _check_number(name, v)
+            if not 0 <= v < 1:
+                raise UsageError(f"{name} must be in [0, 1), got {v!r}")
+        _check_number("seed", self.seed, integer=True)
+        _check_number("threads", self.threads, integer=True, positive=True, allow_none=True)
+        _check_number("blas_threads", self.blas_threads, integer=True, positive=True)
+
+
+@dataclass
+class TrainResult:
+    losses: np.ndarray
+    grad_norms: np.ndarray
+    t_forward: np.ndarray
+    t_backward: np.ndarray
+    t_optimizer: np.ndarray
+    compile_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def iterations(self) -> int:
+        return int(self.losses.size)
+
+    @property
+    def step_seconds(self) -> np.ndarray:
+        return self.t_forward + self.t_backward + self.t_optimizer
+
+
+# ---------------------------------------------------------------------------------------------
+# threads
+
+
+@contextmanager
+def thread_limits(numba_threads: Optional[int] = None, blas_threads: Optional[int] = 1):
+    """Set Numba's thread count (None: leave it, and never start Numba's pool) and every loaded
+    BLAS library's (None: leave it) for the duration of the block; restores both after."""
+    old = None
+    if numba_threads is not None:
+        top = numba.config.NUMBA_NUM_THREADS
+        if isinstance(numba_threads, bool) or not isinstance(numba_threads, (int, np.integer)) \
+                or not 1 <= numba_threads <= top:
+            raise UsageError(f"threads must be an integer in 1..{top} (NUMBA_NUM_THREADS), got {numba_threads!r}")
+        old = numba.get_num_threads()
+        numba.set_num_threads(int(numba_threads))
+    if blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        ctl = threadpool_limits(limits=int(blas_threads), user_api="blas")
+    else:
+        ctl = nullcontext()
+    try:
+        with ctl:
+            yield
+    finally:
+        if old is not None:
+            numba.set_num_threads(old)
+
+
+def _run_threads(model: Model, threads: Optional[int], blas_threads: int = 1):
+    if model.config.parallel:
+        if blas_threads != 1:
+            raise UsageError("the parallel variant calls BLAS from its worker threads: blas_threads must be 1")
+        return thread_limits(threads or numba.config.NUMBA_NUM_THREADS, 1)
+    return thread_limits(None, blas_threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _tokens(model: Model, data) -> np.ndarray:
+    try:
+        tok = np.asarray(data)
+    except Exception:  # noqa: BLE001
+        raise UsageError("LM data must be a 1-D array of token ids") from None
+    if tok.ndim != 1 or not np.issubdtype(tok.dtype, np.integer):
+        raise UsageError(f"LM data must be a 1-D array of integer token ids, got {tok.dtype} shape {tok.shape}")
+    V = model.config.vocab_size
+    if tok.size and (tok.min() < 0 or tok.max() >= V):
+        raise UsageError(f"token ids must be in [0, {V}) (the model's vocab_size)")
+    return tok.astype(np.int64)
+
+
+def _streams(tok: np.ndarray, batch: int, min_len: int) -> np.ndarray:
+    """(n, batch) time-major: column b is the b-th contiguous slice of the token array."""
+    n = tok.size // batch
+    if n < min_len:
+        raise UsageError(f"{tok.size} tokens are too few for batch {batch} x {min_len} timesteps")
+    return np.ascontiguousarray(tok[:n * batch].reshape(batch, n).T)
+
+
+def _classify_data(model: Model, data):
+    try:
+        X, y = data
+    except (TypeError, ValueError):
+        raise UsageError("classification data must be a pair (X, y)") from None
+    X = np.asarray(X)
+    y = np.asarray(y)
+    F = model.config.n_features
+    if X.ndim != 3 or X.shape[2] != F or X.shape[0] < 1 or X.shape[1] < 1:
+        raise UsageError(f"classification X must be (N, T, {F}), got shape {X.shape}")
+    if y.shape != (X.shape[0],):
+        raise UsageError(f"classification y must have shape ({X.shape[0]},), got {y.shape}")
+    if not np.all((y == 0) | (y == 1)):
+        raise UsageError("classification labels must be 0 or 1")
+    dt = model.config.np_dtype
+    Xt = np.ascontiguousarray(np.asarray(X, dtype=dt).transpose(1, 0, 2))  # (T, N, F)
+    return Xt, y.astype(dt)
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
+          on_iteration: Optional[Callable[[dict], Optional[bool]]] = None) -> TrainResult:
+    """Train ``model`` in place (see module doc)."""
+    if not isinstance(model, Model):
+        raise UsageError("train needs a lstm_numba Model")
+    if not isinstance(cfg, TrainConfig):
+        raise UsageError("train needs a TrainConfig")
+    lm = model.config.task == "lm"
+    B = cfg.batch
+    if lm:
+        streams = _streams(_tokens(model, data), B, cfg.seq_len + 1)
+        T = cfg.seq_len
+    else:
+        Xt, y = _classify_data(model, data)
+        T, N = Xt.shape[0], Xt.shape[1]
+        if B > N:
+            raise UsageError(f"batch {B} is larger than the {N} training samples")
+        order_rng = np.random.default_rng(cfg.seed)
+    opt = Adam(model, lr=cfg.lr, clip=cfg.clip, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
+    n_it = cfg.iterations
+    losses = np.full(n_it, np.nan)
+    norms = np.full(n_it, np.nan)
+    tf, tb, to = np.zeros(n_it), np.zeros(n_it), np.zeros(n_it)
+
+    def result(done: int, wall: float, early=False) -> TrainResult:
+        return TrainResult(losses[:done].copy(), norms[:done].copy(), tf[:done].copy(), tb[:done].copy(),
+                           to[:done].copy(), compile_s, wall, early)
+
+    with _run_threads(model, cfg.threads, cfg.blas_threads):
+        compile_s = model.compile()
+        model.prepare(T, B)
+        clock = time.perf_counter
+        t_start = clock()
+        pos, state, perm, pi = 0, None, None, 0
+        done = 0
+        for it in range(n_it):
+            if lm:
+                if pos + T + 1 > streams.shape[0]:
+                    pos, state = 0, None
+                x, tgt = streams[pos:pos + T], streams[pos + 1:pos + T + 1]
+                pos += T
+            else:
+                if perm is None or pi + B > N:
+                    perm, pi = order_rng.permutation(N), 0
+                sel = perm[pi:pi + B]
+                pi += B
+                x, tgt = np.ascontiguousarray(Xt[:, sel]), y[sel]
+            t0 = clock()
+            loss = model.forward(x, tgt, state, validate=False)
+            t1 = clock()
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(_diverged(model, cfg, it, "loss", loss, done), it, "loss", loss,
+                                    result(done, clock() - t_start))
+            model.backward()
+            t2 = clock()
+            norm = opt.step()
+            t3 = clock()
+            if not math.isfinite(norm):
+                raise NonFiniteLoss(_diverged(model, cfg, it, "gradient norm", norm, done), it,
+                                    "gradient norm", norm, result(done, clock() - t_start))
+            losses[it], norms[it] = loss, norm
+            tf[it], tb[it], to[it] = t1 - t0, t2 - t1, t3 - t2
+            done = it + 1
+            if lm:
+                state = model.final_state()
+            if on_iteration is not None:
+                stop = on_iteration(dict(iteration=it, loss=loss, grad_norm=norm, t_forward=tf[it],
+                                         t_backward=tb[it], t_optimizer=to[it]))
+                if stop is True:
+                    return result(done, clock() - t_start, early=True)
+        return result(done, clock() - t_start)
+
+
+def _diverged(model, cfg, it, what, value, done) -> str:
+    c = model.config
+    return (f"training diverged: {what} is {value} at iteration {it} ({c.task}, hidden {c.hidden}, "
+            f"layers {c.layers}, cell {c.cell}, gate {c.gate}, {c.dtype}, lr {cfg.lr}); "
+            f"stopped, {done} finished iterations kept")
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation and inference
+
+
+def evaluate(model: Model, data, seq_len: int = 100, batch: int = 16) -> dict:
+    """Held-out metrics (see module doc). Runs with BLAS limited to 1 thread."""
+    _check_number("seq_len", seq_len, integer=True, positive=True)
+    _check_number("batch", batch, integer=True, positive=True)
+    with _run_threads(model, None):
+        if model.config.task == "lm":
+            return _evaluate_lm(model, _tokens(model, data), seq_len, batch)
+        Xt, y = _classify_data(model, data)
+        p = _predict_t(model, Xt, 256)
+        return classification_metrics(p, y)
+
+
+def _evaluate_lm(model, tok, seq_len, batch):
+    batch = max(1, min(batch, (tok.size - 1) // 2))
+    streams = _streams(tok, batch, 2)
+    n = streams.shape[0]
+    total, count, state, pos = 0.0, 0, None, 0
+    while pos < n - 1:
+        T = min(seq_len, n - 1 - pos)
+        loss = model.forward(streams[pos:pos + T], streams[pos + 1:pos + T + 1], state, validate=False)
+        total += loss * T * batch
+        count += T * batch
+        state = model.final_state()
+        pos += T
+    mean = total / count
+    return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else math.inf, "tokens": count}
+
+
+def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    eps = 1e-12
+    loss = float(-np.mean(y * np.log(np.maximum(p, eps)) + (1 - y) * np.log(np.maximum(1 - p, eps))))
+    pred = p >= 0.5
+    pos = y == 1
+    tp = int(np.sum(pred & pos))
+    fp = int(np.sum(pred & ~pos))
+    fn = int(np.sum(~pred & pos))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"loss": loss, "accuracy": float(np.mean(pred == pos)), "precision": precision,
+            "recall": recall, "f1": f1, "n": int(y.size)}
+
+
+def predict_proba_batch(model: Model, X_tb: np.ndarray) -> np.ndarray:
+    """Probabilities for one time-major batch X_tb (T, B, n_features) of the model dtype (no
+    conversion if it already is C-contiguous and writeable): the call to time for latency."""
+    model.forward(X_tb, None, None)
+    return model.outputs()
+
+
+def _predict_t(model, Xt, batch):
+    T, N, _ = Xt.shape
+    out = np.empty(N, dtype=np.float64)
+    for s in range(0, N, batch):
+        xb = np.ascontiguousarray(Xt[:, s:s + batch])
+        model.forward(xb, None, None, validate=False)
+        out[s:s + xb.shape[1]] = model.outputs()
+    return out
+
+
+def predict(model: Model, X, batch: int = 256) -> np.ndarray:
+    """(N,) probabilities of class 1 for X (N, T, n_features) (classification only)."""
+    if model.config.task != "classify":
+        raise UsageError("predict is for classification models; use generate for a language model")
+    _check_number("batch", batch, integer=True, positive=True)
+    Xt, _ = _classify_data(model, (X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0)))
+    with _run_threads(model, None):
+        return _predict_t(model, Xt, batch)
+
+
+def generate(model: Model, prime, length: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Sample ``length`` token ids after feeding ``prime`` (a non-empty sequence of ids)."""
+    if model.config.task != "lm":
+        raise UsageError("generate needs a language model (task 'lm')")
+    _check_number("length", length, integer=True)
+    _check_number("temperature", temperature, positive=True)
+    ids = _tokens(model, np.asarray(list(prime), dtype=np.int64) if not isinstance(prime, np.ndarray) else prime)
+    if ids.size == 0:
+        raise UsageError("generate needs at least one prime token")
+    rng = np.random.default_rng(seed)
+    out = np.empty(length, dtype=np.int64)
+    V = model.config.vocab_size
+    with _run_threads(model, None):
+        model.forward(ids.reshape(-1, 1), None, None, validate=False)
+        step = np.zeros((1, 1), np.int64)
+        for k in range(length):
+            p = model.outputs()[-1, 0].astype(np.float64)
+            if temperature != 1.0:
+                logp = np.log(np.maximum(p, 1e-300)) / temperature
+                p = np.exp(logp - logp.max())
+            p /= p.sum()
+            tok = int(min(np.searchsorted(np.cumsum(p), rng.random(), side="right"), V - 1))
+            out[k] = tok
+            if k + 1 < length:
+                state = model.final_state()
+                step[0, 0] = tok
+                model.forward(step, None, state, validate=False)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load
+
+
+def save(model: Model, path, meta: Optional[dict] = None) -> Path:
+    """Write ``path`` (.npz added if missing) atomically; returns the path written."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    info = {"format": FORMAT, "config": model.config.to_dict(),
+            "meta": model.meta if meta is None else meta}
+    try:
+        text = json.dumps(info)
+    except TypeError as e:
+        raise UsageError(f"model meta must be JSON-serialisable: {e}") from None
+    arrays = {name: np.asarray(v) for name, v in model.params.tensors().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **{"config.json": np.array(text)}, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load(path) -> Model:
+    path = Path(path)
+    if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
+        path = path.with_name(path.name + ".npz")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["config.json"]))
+            tensors = {k: z[k] for k in z.files if k != "config.json"}
+    except FileNotFoundError:
+        raise UsageError(f"no such model file: {path}") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"{path} is not a saved lstm_numba model ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise UsageError(f"{path}: unknown model format {info.get('format') if isinstance(info, dict) else info!r}")
+    try:
+        config = ModelConfig.from_dict(info["config"])
+    except TypeError as e:
+        raise UsageError(f"{path}: bad model config ({e})") from None
+    params = Params(config)
+    params.load_tensors(tensors)
+    model = Model(config, params)
+    model.meta = info.get("meta") or {}
+    return model
