@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", help="array sizes, e.g. 10,1e3,1e5 (default 10..1e7, one per decade)")
     p.add_argument("--threads", help="thread counts: 1 = serial kernels, N > 1 = prange kernels on N threads "
                    f"(default 1,{threads.max_threads()}); one parallel count per run")
-    p.add_argument("--budget", type=float, default=1.0,
-                   help="seconds of timed rounds per (dtype, size) group (default 1.0); at large sizes "
+    p.add_argument("--budget", type=float, default=0.7,
+                   help="seconds of timed rounds per (dtype, size) group (default 0.7); at large sizes "
                         "rounds are cut to fit but never below 3")
     p.add_argument("--samples", type=int, default=7, help="rounds per group when the budget allows (default 7)")
     p.add_argument("--seed", type=int, default=0, help="input RNG seed (default 0)")

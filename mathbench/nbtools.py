@@ -51,10 +51,11 @@ def load(kind: str, path=None):
 
 
 def save_figure(fig, folder, name: str) -> Path:
-    """Save a PNG under ``<folder>/figures/`` with no timestamp in it, so re-running a notebook
-    on the same data rewrites the same bytes."""
-    out = Path(folder) / "figures"
-    out.mkdir(exist_ok=True)
+    """Save a PNG under ``<folder>/figures/`` (or ``$MATHBENCH_FIGURES_DIR``, which the tox run
+    sets so that checking the notebooks does not rewrite committed figures), with no timestamp in
+    it, so re-running a notebook on the same data rewrites the same bytes."""
+    out = Path(os.environ.get("MATHBENCH_FIGURES_DIR") or Path(folder) / "figures")
+    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
     return path

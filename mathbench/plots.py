@@ -153,3 +153,67 @@ def approximation_error(pairs, lim=8.0):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# LSTM sweep
+
+
+def _candidates(df: pd.DataFrame) -> pd.DataFrame:
+    """Numba rows of the non-baseline activation pairs."""
+    return df[(df["backend"] == "numba") & ~_bool(df["baseline"])]
+
+
+def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None = 1.0, rows=None):
+    """``column`` (with ``_lo``/``_hi`` bands) against hidden size, one line per layer count;
+    one panel per (task, variant, dtype, threads)."""
+    d = rows if rows is not None else _candidates(df)
+    d = d[d[column].notna()]
+    panels = list(d.groupby(["task", "variant", "dtype", "threads"], sort=True))
+    if not panels:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.text(0.5, 0.5, f"no {column} rows", ha="center")
+        return fig
+    cols = min(3, len(panels))
+    nrows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.8 * nrows), squeeze=False)
+    lo, hi = (f"{column}_lo", f"{column}_hi") if f"{column}_lo" in d else ("loss_diff_lo", "loss_diff_hi")
+    for ax, ((task, variant, dtype, thr), g) in zip(axes.flat, panels):
+        for layers, gl in g.groupby("layers"):
+            gl = gl.sort_values("hidden")
+            _band(ax, gl["hidden"], gl[column], gl[lo], gl[hi], f"{layers} layer{'s' if layers > 1 else ''}")
+        if ref is not None:
+            ax.axhline(ref, color="k", lw=0.8)
+        ax.set(xscale="log", xlabel="hidden size", ylabel=ylabel, title=f"{task}: {variant}, {dtype}, {thr} thread(s)")
+        ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def lstm_torch_peer(df: pd.DataFrame):
+    """Numba baseline (tanh/sigmoid) against torch.nn.LSTM: time(torch)/time(numba), paired."""
+    d = df[(df["backend"] == "numba") & _bool(df["baseline"]) & df["vs_torch_train"].notna()]
+    return lstm_vs_hidden(df, "vs_torch_train", "time(torch) / time(Numba), training step", rows=d)
+
+
+def lstm_serial_parallel(df: pd.DataFrame):
+    """Training step time of the baseline against hidden size, serial against parallel (separate
+    configurations: read the two lines, not a paired ratio)."""
+    d = df[(df["backend"] == "numba") & _bool(df["baseline"])]
+    panels = list(d.groupby(["task", "dtype"], sort=True))
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4), squeeze=False)
+    for ax, ((task, dtype), g) in zip(axes[0], panels):
+        for (layers, thr), gl in g.groupby(["layers", "threads"]):
+            gl = gl.sort_values("hidden")
+            _band(ax, gl["hidden"], gl["train_step_s"] * 1e3, gl["train_step_lo"] * 1e3, gl["train_step_hi"] * 1e3,
+                  f"{layers}L, {thr} thread(s)", ls="-" if thr == 1 else "--")
+        ax.set(xscale="log", yscale="log", xlabel="hidden size", ylabel="ms per training step",
+               title=f"{task}, {dtype}: tanh/sigmoid, serial vs parallel")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

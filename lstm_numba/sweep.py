@@ -1,0 +1,813 @@
+"""The LSTM sweep: paired, interleaved timing and held-out quality of activation pairs.
+
+One *configuration* is (task, layers, hidden, dtype, threads) plus the run settings. It has one
+*variant* per activation pair (cell/gate; the baseline tanh/sigmoid first) and, with torch
+installed, a ``torch.nn.LSTM`` peer. For each repeat r (seed = --seed + r):
+
+1. every variant starts from the same initial weights (``model.init_params`` depends only on
+   the seed and the shapes; the torch peer gets a copy) and trains on the same pre-drawn batches;
+2. the iterations are cut into chunks and the variants take turns chunk by chunk, the order
+   rotating every chunk, so machine drift hits all variants alike; each (repeat, chunk) gives one
+   paired timing sample (median seconds per step, split forward / backward / optimizer);
+3. prediction latency (one sequence, batch 1) and throughput (--eval-batch sequences) are timed
+   by ``mathbench.harness.measure_interleaved`` (rotating round-robin, paired by round);
+4. held-out loss (LM: mean cross-entropy per character, perplexity = exp(loss); classify:
+   binary cross-entropy, accuracy, F1) is measured after the fixed number of iterations.
+
+Speedups are ``stats.paired_ratio(time(baseline), time(variant))`` over the paired samples
+(> 1: the variant is faster). Quality differences (variant - baseline) pair by repeat/seed.
+JIT compile time is measured before any timing (``Model.compile``) in its own column.
+
+Threads are set explicitly for every variant before each chunk and recorded per row: Numba
+variants run Numba at the row's thread count (``parallel=True`` kernels when > 1) with BLAS at
+one thread (the model calls BLAS from Numba workers); the torch peer runs torch at the row's
+thread count. Defaults oversubscribe two cores and time 10-100x slow, so nothing runs on them.
+
+All rows of a configuration are written together when it finishes. Re-running into the same
+folder skips finished configurations (by ``config_id``) and redoes unfinished ones; partial or
+duplicated groups left by an interruption are removed first, so no row is lost or duplicated.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as _dt
+import io
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from mathbench import harness, registry, runs, stats, threads
+from mathbench.errors import UsageError
+
+from . import data as D
+from . import peers
+# Importing the model loads SciPy's BLAS now, before any thread limit is set, so every limit
+# below reaches it (a library loaded inside a threadpool_limits block keeps its default).
+from .model import Model, ModelConfig
+from .optim import Adam
+
+KIND = "lstm"
+BASELINE = ("tanh", "sigmoid")
+TASKS = ("lm", "classify")
+DTYPES = ("float32", "float64")
+
+COLUMNS = [
+    # identity of the configuration and the variant
+    "config_id", "task", "layers", "hidden", "dtype", "threads", "parallel",
+    "variant", "backend", "cell", "gate", "baseline",
+    # run settings (constant within a run, repeated so every row stands alone)
+    "seq_len", "batch", "eval_batch", "iterations", "repeats", "chunks", "seed",
+    "optimizer", "lr", "clip", "data", "data_fingerprint", "n_in", "n_out", "parameters",
+    # JIT
+    "compile_s",
+    # training step, seconds per iteration (median over paired samples, bootstrap 95% CI)
+    "train_step_s", "train_step_lo", "train_step_hi",
+    "forward_s", "forward_lo", "forward_hi",
+    "backward_s", "backward_lo", "backward_hi",
+    "optimizer_s", "optimizer_lo", "optimizer_hi",
+    # prediction
+    "latency_s", "latency_lo", "latency_hi",
+    "throughput_seq_per_s", "throughput_lo", "throughput_hi",
+    # speedups over the Numba baseline (time(baseline) / time(this row)), paired
+    "speedup_train", "speedup_train_lo", "speedup_train_hi",
+    "speedup_latency", "speedup_latency_lo", "speedup_latency_hi",
+    "speedup_throughput", "speedup_throughput_lo", "speedup_throughput_hi",
+    # Numba rows: time(torch peer) / time(this row), paired (> 1: faster than torch)
+    "vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi",
+    "vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi",
+    # held-out quality after `iterations` steps (median over repeats/seeds, CI)
+    "loss", "loss_lo", "loss_hi", "perplexity", "perplexity_lo", "perplexity_hi",
+    "accuracy", "accuracy_lo", "accuracy_hi", "f1", "f1_lo", "f1_hi",
+    "loss_diff", "loss_diff_lo", "loss_diff_hi",
+    "accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi",
+    "f1_diff", "f1_diff_lo", "f1_diff_hi",
+    "higher_loss_repeats", "train_loss", "diverged",
+    # bookkeeping
+    "timing_samples", "latency_samples", "init",
+    "numba_threads", "blas_threads", "torch_threads", "threading_layer",
+    "config_rows", "wall_s", "finished",
+]
+
+
+# ============================================================================================
+# settings
+
+
+@dataclass
+class Settings:
+    tasks: list = field(default_factory=lambda: ["lm"])
+    layers: list = field(default_factory=lambda: [1, 2, 3])
+    hidden: list = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    pairs: list = field(default_factory=lambda: [BASELINE, ("isru", "sigmoid")])  # baseline first
+    dtypes: list = field(default_factory=lambda: ["float32"])
+    threads: list = field(default_factory=lambda: sorted({1, threads.max_threads()}))  # serial, all cores
+    iterations: int = 80
+    repeats: int = 3
+    chunks: int = 4
+    seq_len: int = 32
+    batch: int = 4
+    eval_batch: int = 32
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    clip: float = 5.0
+    peers: str = "auto"  # auto (if torch imports), on (required), off
+    latency_rounds: int = 5  # harness rounds per repeat for each prediction timing
+    prediction_time: float = 0.05  # seconds of timed rounds per repeat per prediction timing
+    eval_chars: int = 8192  # LM: held-out characters evaluated (at most)
+    eval_windows: int = 4096  # classify: held-out windows evaluated (at most)
+    data: Optional[str] = None
+    occupancy_train: Optional[str] = None
+    occupancy_test: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["pairs"] = [f"{c}/{g}" for c, g in self.pairs]
+        return d
+
+
+def quick_settings() -> Settings:
+    """A smoke sweep: both tasks, tiny shapes, a few steps (well under a minute once the
+    kernels are in the disk cache)."""
+    return Settings(tasks=["lm", "classify"], layers=[1], hidden=[16, 32], threads=[1], iterations=12, repeats=2,
+                    chunks=2, seq_len=16, batch=4, eval_batch=16, latency_rounds=3, prediction_time=0.01,
+                    eval_chars=1024, eval_windows=256)
+
+
+@dataclass(frozen=True)
+class Variant:
+    backend: str  # "numba" or "torch"
+    cell: str
+    gate: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell}/{self.gate}" if self.backend == "numba" else f"torch {self.cell}/{self.gate}"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.backend == "numba" and (self.cell, self.gate) == BASELINE
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str
+    layers: int
+    hidden: int
+    dtype: str
+    threads: int
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``"isru"`` (cell only, gate sigmoid) or ``"cell/gate"``; each a registry spec with a
+    Numba implementation and a backprop form."""
+    cell, sep, gate = text.strip().partition("/")
+    if not sep:
+        gate = "sigmoid"
+    cell, gate = cell.strip(), gate.strip()
+    if not cell or not gate:
+        raise UsageError(f"--pairs entry {text!r}: expected CELL/GATE, e.g. isru/sigmoid")
+    for slot, spec in (("cell", cell), ("gate", gate)):
+        check_activation(spec, slot)
+    return cell, gate
+
+
+def check_activation(spec: str, slot: str) -> None:
+    act, impl = registry.resolve(spec)  # UnknownName lists the valid names
+    if impl.backend != "numba":
+        raise UsageError(f"{slot} activation {spec!r} is a {impl.backend} implementation; the LSTM needs numba")
+    if not act.has_backprop_form or impl.dfdy is None:
+        raise UsageError(f"{slot} activation {spec!r} has no backprop form g(y) = f'(f^-1(y)); "
+                         "the LSTM's backward pass needs one")
+
+
+def validate(s: Settings) -> None:
+    for t in s.tasks:
+        if t not in TASKS:
+            raise UsageError(f"unknown task {t!r}; valid: {', '.join(TASKS)}")
+    for d in s.dtypes:
+        if d not in DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; valid: {', '.join(DTYPES)}")
+    for name in ("layers", "hidden"):
+        vals = getattr(s, name)
+        if not vals:
+            raise UsageError(f"--{name} is empty")
+        for v in vals:
+            if v < 1:
+                raise UsageError(f"--{name} {v}: must be positive")
+    for name in ("iterations", "repeats", "chunks", "seq_len", "batch", "eval_batch", "latency_rounds"):
+        v = getattr(s, name)
+        if v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {v}: must be positive")
+    if s.seed < 0:
+        raise UsageError(f"--seed {s.seed}: must be non-negative")
+    if not (s.lr > 0 and math.isfinite(s.lr)):
+        raise UsageError(f"--lr {s.lr}: must be a positive number")
+    if not (s.clip >= 0 and math.isfinite(s.clip)):
+        raise UsageError(f"--clip {s.clip}: must be >= 0 (0: no clipping)")
+    if not s.threads:
+        raise UsageError("--threads is empty")
+    for t in s.threads:
+        if not 1 <= t <= threads.max_threads():
+            raise UsageError(f"thread count {t} out of range 1..{threads.max_threads()}")
+    if s.optimizer not in ("adam",):
+        raise UsageError(f"unknown optimizer {s.optimizer!r}; valid: adam")
+    if s.pairs[0] != BASELINE:
+        raise UsageError("internal: the baseline pair must come first")
+    if (s.occupancy_train is None) != (s.occupancy_test is None):
+        raise UsageError("--occupancy-train and --occupancy-test go together")
+    if s.peers == "on":
+        peers.require()
+
+
+def configs(s: Settings) -> list[Config]:
+    return [Config(task, L, H, dt, th) for task in s.tasks for dt in s.dtypes for th in s.threads
+            for L in s.layers for H in s.hidden]
+
+
+def variants(s: Settings, with_peer: bool) -> list[Variant]:
+    vs = [Variant("numba", c, g) for c, g in s.pairs]
+    if with_peer:
+        vs.append(Variant("torch", *BASELINE))
+    return vs
+
+
+def use_peer(s: Settings) -> bool:
+    return s.peers == "on" or (s.peers == "auto" and peers.available())
+
+
+# ============================================================================================
+# data
+
+
+def load_datasets(s: Settings) -> dict:
+    """task -> TextData / SensorData, checked against --seq-len (UsageError on bad files)."""
+    out = {}
+    if "lm" in s.tasks:
+        out["lm"] = D.load_text(s.data) if s.data else D.default_text()
+    if "classify" in s.tasks:
+        out["classify"] = (D.occupancy_data(s.occupancy_train, s.occupancy_test) if s.occupancy_train
+                           else D.default_sensor())
+    for ds in out.values():
+        ds.check_seq_len(s.seq_len)
+    return out
+
+
+def data_info(ds) -> dict:
+    if isinstance(ds, D.TextData):
+        return {"source": ds.source, "fingerprint": ds.fingerprint, "vocab": ds.n_vocab,
+                "train_chars": int(ds.train.size), "held_out_chars": int(ds.test.size)}
+    return {"source": ds.source, "fingerprint": ds.fingerprint, "features": list(D.FEATURES),
+            "train_rows": int(ds.train_y.size), "test_rows": int(ds.test_y.size),
+            "train_positive": float(ds.train_y.mean()), "test_positive": float(ds.test_y.mean())}
+
+
+def config_id(s: Settings, c: Config, ds) -> str:
+    """Stable identity of a configuration under these settings (the resume key)."""
+    parts = [c.task, f"L{c.layers}", f"H{c.hidden}", c.dtype, f"t{c.threads}", f"T{s.seq_len}", f"B{s.batch}",
+             f"E{s.eval_batch}", f"N{s.iterations}", f"R{s.repeats}", f"K{s.chunks}", f"s{s.seed}",
+             f"{s.optimizer}{s.lr:g}c{s.clip:g}", ",".join(f"{a}/{b}" for a, b in s.pairs), ds.fingerprint]
+    return "|".join(parts)
+
+
+# ============================================================================================
+# engines
+
+
+def _params_count(tensors: dict) -> int:
+    return int(sum(np.asarray(v).size for v in tensors.values()))
+
+
+class NumbaEngine:
+    """``lstm_numba.model.Model`` + ``lstm_numba.optim.Adam``, behind the interface the sweep
+    times (the same one as ``peers.TorchEngine``). The same primitives as ``train.train``:
+    ``forward(..., validate=False)`` (the sweep's batches are C-contiguous arrays of the model's
+    types, checked once when drawn), ``backward()``, ``Adam.step()``; buffers for every batch
+    shape are allocated up front (``Model.prepare``), never inside a timed call."""
+
+    backend = "numba"
+
+    def __init__(self, model: Model, s: Settings):
+        self.model = model
+        self.opt = Adam(model, lr=s.lr, clip=s.clip)
+        self.init = "same"
+        for b in (s.batch, 1, s.eval_batch):
+            model.prepare(s.seq_len, b)
+
+    def train_step(self, x, y):
+        clock = time.perf_counter
+        m = self.model
+        t0 = clock()
+        loss = m.forward(x, y, None, validate=False)
+        t1 = clock()
+        m.backward()
+        t2 = clock()
+        self.opt.step()
+        t3 = clock()
+        return t1 - t0, t2 - t1, t3 - t2, loss
+
+    def predict(self, x):
+        """Probabilities (LM softmax (T, B, V), classify sigmoid (B,)): ``train.predict_proba_batch``
+        without its input checks."""
+        self.model.forward(x, None, None, validate=False)
+        return self.model.outputs()
+
+    def evaluate(self, x, y):
+        loss = self.model.forward(x, y, None, validate=False)
+        p = self.model.outputs()
+        pred = p.argmax(-1) if self.model.config.task == "lm" else (p >= 0.5).astype(np.int64)
+        return loss, pred
+
+
+def model_config(c: Config, v: Variant, ds, seed: int) -> ModelConfig:
+    kw = dict(vocab_size=ds.n_vocab) if c.task == "lm" else dict(n_features=D.SensorData.n_features)
+    return ModelConfig(c.task, hidden=c.hidden, layers=c.layers, cell=v.cell, gate=v.gate, dtype=c.dtype,
+                       parallel=c.threads > 1, seed=seed, **kw)
+
+
+def make_engine(c: Config, v: Variant, ds, seed: int, s: Settings, init_tensors: Optional[dict] = None):
+    """A fresh engine for one variant; every Numba variant of a seed starts from the same
+    weights, and the torch peer gets a copy of them (``init_tensors``)."""
+    if v.backend == "torch":
+        n_in = ds.n_vocab if c.task == "lm" else D.SensorData.n_features
+        n_out = ds.n_vocab if c.task == "lm" else 1
+        return peers.TorchEngine(c.task, n_in, n_out, c.layers, c.hidden, c.dtype, seed, optimizer=s.optimizer,
+                                 lr=s.lr, clip=s.clip or None, init_weights=init_tensors)
+    return NumbaEngine(Model(model_config(c, v, ds, seed)), s)
+
+
+def compile_variant(c: Config, v: Variant, ds, s: Settings) -> float:
+    """Seconds to compile (or load from the disk cache) what variant ``v`` runs, before timing."""
+    if v.backend == "torch":
+        t0 = time.perf_counter()
+        e = make_engine(c, v, ds, s.seed, s)
+        x, y = _batches(ds, c, s, np.random.default_rng(0), 1)[0]
+        e.train_step(x, y)
+        e.predict(x)
+        return time.perf_counter() - t0
+    return Model(model_config(c, v, ds, s.seed)).compile()
+
+
+# ============================================================================================
+# threads
+
+
+@contextlib.contextmanager
+def config_threads(n: int):
+    """Explicit thread counts for one configuration: Numba ``n`` (the parallel kernels split
+    work into ``n`` chunks; serial kernels ignore it), torch ``n`` (the peer), BLAS 1 (the
+    parallel kernels call BLAS from Numba workers; torch has its own GEMMs). Numba and torch
+    never run at the same moment, so both pools at ``n`` do not oversubscribe; each is at the
+    row's count when it runs."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    prev_numba = numba.get_num_threads()
+    prev_torch = torch.get_num_threads() if torch else None
+    numba.set_num_threads(n)
+    if torch:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield n
+    finally:
+        numba.set_num_threads(prev_numba)
+        if torch:
+            torch.set_num_threads(prev_torch)
+
+
+def _thread_columns() -> dict:
+    info = threads.thread_info()
+    blas = sorted({b["threads"] for b in info["blas"]})
+    return {"numba_threads": info["numba_threads"], "blas_threads": ",".join(map(str, blas)),
+            "torch_threads": info["torch_threads"], "threading_layer": info["numba_threading_layer"]}
+
+
+# ============================================================================================
+# measuring one configuration
+
+
+def _batches(ds, c: Config, s: Settings, rng, n: int) -> list:
+    """``n`` training batches drawn once per seed, shared by every variant (same data order)."""
+    out = []
+    for _ in range(n):
+        if c.task == "lm":
+            x, y = ds.train_batch(rng, s.batch, s.seq_len)
+        else:
+            x, y = ds.train_batch(rng, s.batch, s.seq_len, dtype=c.dtype)
+            y = y.astype(c.dtype)
+        out.append((np.ascontiguousarray(x), np.ascontiguousarray(y)))
+    return out
+
+
+def _eval_set(ds, c: Config, s: Settings) -> list:
+    if c.task == "lm":
+        return [(np.ascontiguousarray(x), np.ascontiguousarray(y))
+                for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_chars=s.eval_chars)]
+    return [(np.ascontiguousarray(x), np.ascontiguousarray(y.astype(c.dtype)))
+            for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_windows=s.eval_windows, dtype=c.dtype)]
+
+
+def _evaluate(engine, eval_set, task: str) -> dict:
+    """Held-out loss (weighted mean over predictions), accuracy and F1 (classify)."""
+    total, n, correct = 0.0, 0, 0
+    ys, ps = [], []
+    for x, y in eval_set:
+        loss, pred = engine.evaluate(x, y)
+        k = int(np.asarray(y).size)
+        total += float(loss) * k
+        n += k
+        if task == "lm":
+            correct += int(np.sum(np.asarray(pred) == y))
+        else:
+            ys.append(np.asarray(y).astype(np.int64))
+            ps.append(np.asarray(pred).astype(np.int64))
+    loss = total / n
+    out = {"loss": loss}
+    if task == "lm":
+        out["accuracy"] = correct / n  # next-character accuracy
+    else:
+        out.update(D.binary_scores(np.concatenate(ys), np.concatenate(ps)))
+    return out
+
+
+def _chunks(n: int, k: int) -> list[range]:
+    k = max(1, min(k, n))
+    return [range(i * n // k, (i + 1) * n // k) for i in range(k)]
+
+
+def _summ(values) -> tuple:
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    r = stats.summarize(x)
+    return (r.median, r.lo, r.hi)
+
+
+def _ratio(base, cand) -> tuple:
+    b = np.asarray(base, dtype=float)
+    c = np.asarray(cand, dtype=float)
+    ok = np.isfinite(b) & np.isfinite(c) & (c > 0)
+    if not ok.any():
+        return (math.nan, math.nan, math.nan)
+    r = stats.paired_ratio(b[ok], c[ok])
+    return (r.median, r.lo, r.hi)
+
+
+def _put(row: dict, names: tuple, values: tuple) -> None:
+    for n, v in zip(names, values):
+        row[n] = v
+
+
+@dataclass
+class _Track:
+    """Everything measured for one variant across repeats."""
+    step: list = field(default_factory=list)  # per (repeat, chunk): median seconds per step
+    fwd: list = field(default_factory=list)
+    bwd: list = field(default_factory=list)
+    opt: list = field(default_factory=list)
+    lat: list = field(default_factory=list)  # per (repeat, round)
+    thr: list = field(default_factory=list)
+    quality: list = field(default_factory=list)  # per repeat: dict
+    train_loss: list = field(default_factory=list)
+    threads: dict = field(default_factory=dict)
+    init: str = "same"
+
+
+def measure_config(s: Settings, c: Config, ds, vs: list[Variant], compile_s: dict,
+                   on_repeat: Optional[Callable[[], None]] = None) -> list[dict]:
+    """Run every repeat of one configuration and return its rows (one per variant)."""
+    with config_threads(c.threads):
+        return _measure(s, c, ds, vs, compile_s, on_repeat)
+
+
+def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
+    t_start = time.perf_counter()
+    eval_set = _eval_set(ds, c, s)
+    x1 = np.ascontiguousarray(eval_set[0][0][:, :1])  # one held-out sequence, batch 1
+    xb = eval_set[0][0]
+    if xb.shape[1] < s.eval_batch:  # held-out smaller than one eval batch: tile to size
+        reps = -(-s.eval_batch // xb.shape[1])
+        xb = np.concatenate([xb] * reps, axis=1)[:, :s.eval_batch]
+    xb = np.ascontiguousarray(xb)
+    thread_cols = _thread_columns()
+    tracks = {v: _Track() for v in vs}
+    parts = _chunks(s.iterations, s.chunks)
+    n_var = len(vs)
+    params_count = None
+    for r in range(s.repeats):
+        seed = s.seed + r
+        batches = _batches(ds, c, s, np.random.default_rng([seed, 1]), s.iterations)
+        engines = {}
+        init_tensors = None
+        for v in vs:
+            engines[v] = make_engine(c, v, ds, seed, s, init_tensors if v.backend == "torch" else None)
+            if v.backend == "numba" and init_tensors is None:
+                init_tensors = {k: np.array(a) for k, a in engines[v].model.params.tensors().items()}
+                params_count = _params_count(init_tensors)
+            tracks[v].init = getattr(engines[v], "init", "same")
+        times = {v: np.full((s.iterations, 3), np.nan) for v in vs}
+        losses = {v: np.full(s.iterations, np.nan) for v in vs}
+        # training: variants take turns chunk by chunk, the order rotating every chunk
+        for k, idx in enumerate(parts):
+            shift = (r * len(parts) + k) % n_var
+            for v in vs[shift:] + vs[:shift]:
+                step = engines[v].train_step
+                tv, lv = times[v], losses[v]
+                for i in idx:
+                    f, b, o, loss = step(*batches[i])
+                    tv[i] = (f, b, o)
+                    lv[i] = math.nan if loss is None else loss
+        last = slice(parts[-1].start, parts[-1].stop)
+        for v in vs:
+            tr = tracks[v]
+            for idx in parts:
+                t = times[v][idx.start:idx.stop]
+                tr.step.append(float(np.median(t.sum(axis=1))))
+                tr.fwd.append(float(np.median(t[:, 0])))
+                tr.bwd.append(float(np.median(t[:, 1])))
+                tr.opt.append(float(np.median(t[:, 2])))
+            tail = losses[v][last]
+            tr.train_loss.append(float(np.mean(tail)) if np.isfinite(tail).all() else math.nan)
+        # prediction: latency at batch 1 and throughput at eval_batch, interleaved across variants
+        for xin, sink in ((x1, "lat"), (xb, "thr")):
+            cands = [harness.Candidate(v, (lambda e=engines[v], x=xin: e.predict(x))) for v in vs]
+            ms = harness.measure_interleaved(cands, sample_time=s.prediction_time / (s.latency_rounds * n_var),
+                                             samples=s.latency_rounds, min_samples=min(3, s.latency_rounds),
+                                             warmup=1, seed=seed)
+            for v in vs:
+                getattr(tracks[v], sink).extend(ms[v].samples.tolist())
+        # held-out quality after the fixed number of steps
+        for v in vs:
+            with np.errstate(all="ignore"):
+                try:
+                    q = _evaluate(engines[v], eval_set, c.task)
+                except (FloatingPointError, ValueError, OverflowError):
+                    q = {"loss": math.nan, "accuracy": math.nan, "f1": math.nan}
+            tracks[v].quality.append(q)
+        if on_repeat:
+            on_repeat()
+    for v in vs:
+        tracks[v].threads = thread_cols
+    return _rows(s, c, ds, vs, tracks, compile_s, params_count, time.perf_counter() - t_start)
+
+
+def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall) -> list[dict]:
+    base = next(v for v in vs if v.is_baseline)
+    torch_v = next((v for v in vs if v.backend == "torch"), None)
+    bt = tracks[base]
+    cid = config_id(s, c, ds)
+    finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    n_in = ds.n_vocab if c.task == "lm" else D.SensorData.n_features
+    rows = []
+    for v in vs:
+        tr = tracks[v]
+        row = dict(
+            config_id=cid, task=c.task, layers=c.layers, hidden=c.hidden, dtype=c.dtype, threads=c.threads,
+            parallel=c.threads > 1, variant=v.label, backend=v.backend, cell=v.cell, gate=v.gate,
+            baseline=v.is_baseline, seq_len=s.seq_len, batch=s.batch, eval_batch=s.eval_batch,
+            iterations=s.iterations, repeats=s.repeats, chunks=len(_chunks(s.iterations, s.chunks)), seed=s.seed,
+            optimizer=s.optimizer, lr=s.lr, clip=s.clip, data=ds.source, data_fingerprint=ds.fingerprint,
+            n_in=n_in, n_out=ds.n_vocab if c.task == "lm" else 1, parameters=params_count,
+            compile_s=compile_s.get((c.task, c.dtype, c.threads > 1, v)),
+            timing_samples=len(tr.step), latency_samples=len(tr.lat), init=tr.init,
+            config_rows=len(vs), wall_s=wall, finished=finished, **tr.threads,
+        )
+        _put(row, ("train_step_s", "train_step_lo", "train_step_hi"), _summ(tr.step))
+        _put(row, ("forward_s", "forward_lo", "forward_hi"), _summ(tr.fwd))
+        _put(row, ("backward_s", "backward_lo", "backward_hi"), _summ(tr.bwd))
+        _put(row, ("optimizer_s", "optimizer_lo", "optimizer_hi"), _summ(tr.opt))
+        _put(row, ("latency_s", "latency_lo", "latency_hi"), _summ(tr.lat))
+        thr = s.eval_batch / np.asarray(tr.thr)
+        m, lo, hi = _summ(thr)
+        _put(row, ("throughput_seq_per_s", "throughput_lo", "throughput_hi"), (m, lo, hi))
+        _put(row, ("speedup_train", "speedup_train_lo", "speedup_train_hi"), _ratio(bt.step, tr.step))
+        _put(row, ("speedup_latency", "speedup_latency_lo", "speedup_latency_hi"), _ratio(bt.lat, tr.lat))
+        _put(row, ("speedup_throughput", "speedup_throughput_lo", "speedup_throughput_hi"),
+             _ratio(bt.thr, tr.thr))
+        if torch_v is not None and v.backend == "numba":
+            tt = tracks[torch_v]
+            _put(row, ("vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi"), _ratio(tt.step, tr.step))
+            _put(row, ("vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi"), _ratio(tt.lat, tr.lat))
+        q = {k: np.array([d.get(k, math.nan) for d in tr.quality], dtype=float) for k in ("loss", "accuracy", "f1")}
+        qb = {k: np.array([d.get(k, math.nan) for d in bt.quality], dtype=float) for k in ("loss", "accuracy", "f1")}
+        _put(row, ("loss", "loss_lo", "loss_hi"), _summ(q["loss"]))
+        if c.task == "lm":
+            row["perplexity"], row["perplexity_lo"], row["perplexity_hi"] = (
+                math.exp(min(x, 700.0)) if math.isfinite(x) else math.nan for x in _summ(q["loss"]))
+        _put(row, ("accuracy", "accuracy_lo", "accuracy_hi"), _summ(q["accuracy"]))
+        if c.task == "classify":
+            _put(row, ("f1", "f1_lo", "f1_hi"), _summ(q["f1"]))
+        if not v.is_baseline:
+            _put(row, ("loss_diff", "loss_diff_lo", "loss_diff_hi"), _summ(q["loss"] - qb["loss"]))
+            _put(row, ("accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi"),
+                 _summ(q["accuracy"] - qb["accuracy"]))
+            if c.task == "classify":
+                _put(row, ("f1_diff", "f1_diff_lo", "f1_diff_hi"), _summ(q["f1"] - qb["f1"]))
+            row["higher_loss_repeats"] = int(np.sum(q["loss"] > qb["loss"]))
+        row["train_loss"] = _summ(tr.train_loss)[0]
+        row["diverged"] = int(np.sum(~np.isfinite(q["loss"])))
+        rows.append(row)
+    return rows
+
+
+# ============================================================================================
+# resume
+
+
+def _config_groups(rows: list[dict]) -> dict:
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row["config_id"], []).append(row)
+    return groups
+
+
+def _complete(group: list[dict]) -> bool:
+    try:
+        n = int(group[0]["config_rows"])
+    except (KeyError, ValueError):
+        return False
+    labels = [r["variant"] for r in group]
+    return len(group) == n and len(set(labels)) == n and all(r["config_rows"] == group[0]["config_rows"]
+                                                             for r in group)
+
+
+def prepare_resume(run_dir: Path) -> set:
+    """Finished configuration ids of an earlier run in ``run_dir``. Rows of a configuration
+    that was cut off while being written (or written twice) are removed from the CSV first, so
+    that the configuration is redone and appended once."""
+    path = Path(run_dir) / runs.RESULTS
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    text = path.read_text()
+    torn = not text.endswith("\n")
+    if torn:  # a half-written last line (killed mid-write)
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames != COLUMNS:
+        raise UsageError(f"{path} has different columns; it was written by another version of the sweep, "
+                         "choose a new --out folder")
+    rows = list(reader)
+    keep: list[dict] = []
+    done = set()
+    for cid, group in _config_groups(rows).items():
+        try:
+            n = int(group[0]["config_rows"])
+        except (TypeError, ValueError):
+            continue
+        first = group[:n]  # a group written twice (should not happen) keeps its first copy
+        if _complete(first):
+            keep.extend(first)
+            done.add(cid)
+    if torn or len(keep) != len(rows):
+        out = io.StringIO()
+        w = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")  # as ResultsWriter writes
+        w.writeheader()
+        w.writerows(keep)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(out.getvalue(), newline="")
+        os.replace(tmp, path)
+    return done
+
+
+# ============================================================================================
+# the run
+
+
+def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None) -> tuple[Path, list]:
+    """Run (or resume) the sweep into a run folder; returns (folder, config ids of this plan)."""
+    validate(s)
+    datasets = load_datasets(s)
+    with_peer = use_peer(s)
+    vs = variants(s, with_peer)
+    plan = [(c, config_id(s, c, datasets[c.task])) for c in configs(s)]
+    run_dir = runs.new_run_dir(KIND, out, resume=True)
+    meta_path = run_dir / runs.METADATA
+    resumed = meta_path.exists()
+    done = prepare_resume(run_dir) if resumed else set()
+    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
+               "settings": s.to_dict(), "configs_planned": len(plan),
+               "configs_already_done": sum(cid in done for _, cid in plan)}
+    if resumed:
+        meta = runs.read_metadata(run_dir)
+        meta.setdefault("sessions", []).append(session)
+        meta["finished"] = False
+    else:
+        meta = runs.metadata(KIND, argv, settings=s.to_dict(), sessions=[session], finished=False)
+        meta["command"] = "python -m lstm_numba " + " ".join(argv)
+    meta["data"] = {t: data_info(ds) for t, ds in datasets.items()}
+    meta["peer"] = {"torch": peers.version(), "used": with_peer}
+    meta["variants"] = [v.label for v in vs]
+    runs.write_json(meta_path, meta)
+
+    todo = [(c, cid) for c, cid in plan if cid not in done]
+    t0 = time.perf_counter()
+    compile_s: dict = {}
+    bar = progress_factory(total=len(plan) * s.repeats, initial=(len(plan) - len(todo)) * s.repeats,
+                           desc="lstm sweep", unit="repeat") if progress_factory else None
+    with runs.ResultsWriter(run_dir, COLUMNS) as writer:
+        for c, cid in todo:
+            ds = datasets[c.task]
+            if bar:
+                bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
+            for v in vs:  # JIT before any timing; once per kernel set in this process
+                key = (c.task, c.dtype, c.threads > 1, v)
+                if key not in compile_s:
+                    if bar:
+                        bar.set_postfix_str(f"compiling {v.label} {c.task} {c.dtype} t{c.threads}")
+                    with config_threads(c.threads):
+                        compile_s[key] = compile_variant(c, v, ds, s)
+            if bar:
+                bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
+            rows = measure_config(s, c, ds, vs, compile_s, on_repeat=(lambda: bar.update(1)) if bar else None)
+            for row in rows:  # all rows of a configuration together, each flushed
+                writer.write(row)
+    if bar:
+        bar.close()
+    sess = meta["sessions"][-1]
+    sess["wall_seconds"] = time.perf_counter() - t0
+    sess["configs_measured"] = len(todo)
+    sess["compile_seconds"] = {f"{k[0]} {k[1]} {'parallel' if k[2] else 'serial'} {k[3].label}": v
+                               for k, v in compile_s.items()}
+    meta["finished"] = True
+    meta["threads"] = threads.thread_info()
+    runs.write_json(meta_path, meta)
+    return run_dir, [cid for _, cid in plan]
+
+
+# ============================================================================================
+# summary
+
+
+def _fmt(v, spec="{:.2f}") -> str:
+    try:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return spec.format(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _ci(r, mid, lo, hi, spec="{:.2f}") -> str:
+    if _fmt(r.get(mid)) == "-":
+        return "-"
+    return f"{_fmt(r.get(mid), spec)} [{_fmt(r.get(lo), spec)}, {_fmt(r.get(hi), spec)}]"
+
+
+def summary(df, config_ids: Optional[list] = None) -> str:
+    """One line per configuration and candidate pair: the baseline's step time, the candidate's
+    training and prediction speedup and quality difference with intervals, and the Numba
+    baseline against the torch peer (time(torch) / time(numba tanh/sigmoid), > 1: Numba faster)."""
+    from mathbench.report import table
+
+    if config_ids is not None:
+        df = df[df["config_id"].isin(config_ids)]
+    if df.empty:
+        return "no finished configurations"
+    is_base = df["baseline"].astype(str) == "True"
+    lines = []
+    for task, tdf in df.groupby("task", sort=False):
+        rows = []
+        has_torch = bool((tdf["backend"] == "torch").any())
+        for _, g in tdf.groupby("config_id", sort=False):
+            recs = g.to_dict("records")
+            base = next((r for r, b in zip(recs, is_base[g.index]) if b), None)
+            if base is None:
+                continue
+            cands = [r for r, b in zip(recs, is_base[g.index]) if not b and r["backend"] == "numba"] or [None]
+            for r in cands:
+                if r is None:
+                    r = {}
+                if task == "lm":
+                    qual = _ci(r, "loss_diff", "loss_diff_lo", "loss_diff_hi", "{:+.3f}")
+                else:
+                    qual = _ci(r, "accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi", "{:+.3f}")
+                line = [base["dtype"], base["threads"], base["batch"], base["layers"], base["hidden"],
+                        _fmt(base["train_step_s"] * 1e3, "{:.3f}"), r.get("variant", "-"),
+                        _ci(r, "speedup_train", "speedup_train_lo", "speedup_train_hi"),
+                        _ci(r, "speedup_latency", "speedup_latency_lo", "speedup_latency_hi"), qual]
+                if has_torch:
+                    line += [_ci(base, "vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi"),
+                             _ci(base, "vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi")]
+                rows.append(line)
+        header = ["dtype", "thr", "batch", "layers", "hidden", "tanh ms/step", "variant", "speedup train",
+                  "speedup predict", "loss diff" if task == "lm" else "accuracy diff"]
+        if has_torch:
+            header += ["tanh vs torch train", "tanh vs torch predict"]
+        what = "held-out loss" if task == "lm" else "held-out accuracy"
+        lines.append(f"task {task}: speedup = time(tanh/sigmoid) / time(variant), > 1 = variant faster; "
+                     f"diff = variant - tanh/sigmoid in {what}; median [95% CI]"
+                     + ("; vs torch = time(torch.nn.LSTM) / time(Numba tanh/sigmoid), > 1 = Numba faster"
+                        if has_torch else ""))
+        lines.append(table(rows, header))
+        lines.append("")
+    return "\n".join(lines).rstrip()

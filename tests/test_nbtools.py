@@ -1,0 +1,51 @@
+"""The notebooks' loader: finds the committed reference runs and refuses anything else clearly."""
+import json
+
+import pytest
+
+from mathbench import nbtools
+from mathbench.errors import UsageError
+
+
+def test_reference_runs_exist_and_load():
+    ref = nbtools.reference_runs()
+    assert set(ref) == set(nbtools.KINDS)
+    df, meta, where = nbtools.load("mathbench")
+    assert meta["kind"] == "mathbench" and len(df) > 0
+    df, meta, where = nbtools.load("lstm")
+    assert meta["kind"] == "lstm" and len(df) > 0
+    report, _, where = nbtools.load("verify")
+    assert report["ok"] is True and report["counts"]["fail"] == 0
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "no metadata.json"),
+    (lambda p: (p.mkdir(), (p / "metadata.json").write_text("{oops")), "malformed"),
+    (lambda p: (p.mkdir(), (p / "metadata.json").write_text("{}")), "no results.csv"),
+])
+def test_rejects_a_folder_that_is_not_a_run(tmp_path, make, needle):
+    where = tmp_path / "notarun"
+    make(where)
+    with pytest.raises(UsageError, match=needle):
+        nbtools.load("mathbench", where)
+
+
+def test_rejects_a_run_of_another_kind(tmp_path):
+    where = tmp_path / "run"
+    where.mkdir()
+    (where / "metadata.json").write_text(json.dumps({"kind": "lstm"}))
+    (where / "results.csv").write_text("a\n1\n")
+    with pytest.raises(UsageError, match="not a 'mathbench' run"):
+        nbtools.load("mathbench", where)
+
+
+def test_environment_variable_points_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATHBENCH_MATHBENCH_RUN", str(tmp_path / "elsewhere"))
+    with pytest.raises(UsageError, match="elsewhere"):
+        nbtools.load("mathbench")
+
+
+def test_unknown_kind():
+    with pytest.raises(UsageError, match="unknown kind"):
+        nbtools.locate("nope")
