@@ -8,6 +8,7 @@ import sys
 import time
 
 from mathbench import registry, runs, threads
+from mathbench.cliargs import positive_ints, split_list
 from mathbench.errors import ArgumentParser, UsageError, run_cli
 
 from . import sweep
@@ -57,32 +58,10 @@ examples:
 """
 
 
-def _list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise UsageError(f"--{what} is empty")
-    return items
-
-
-def _ints(text: str, what: str) -> list[int]:
-    out = []
-    for tok in _list(text, what):
-        try:
-            v = float(tok)
-        except ValueError:
-            raise UsageError(f"--{what} {tok!r}: not a whole number") from None
-        if not math.isfinite(v) or v != int(v):
-            raise UsageError(f"--{what} {tok!r}: not a whole number")
-        if v < 1:
-            raise UsageError(f"--{what} {tok}: must be positive")
-        out.append(int(v))
-    return list(dict.fromkeys(out))
-
-
 def _threads(text: str) -> list[int]:
     n = threads.max_threads()
-    toks = [str(n) if t.lower() == "all" else t for t in _list(text, "threads")]
-    vals = _ints(",".join(toks), "threads")
+    toks = [str(n) if t.lower() == "all" else t for t in split_list(text, "threads")]
+    vals = positive_ints(",".join(toks), "threads")
     for t in vals:
         if t > n:
             raise UsageError(f"--threads {t}: out of range 1..{n} (this machine's cores)")
@@ -147,19 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
 def make_settings(args) -> sweep.Settings:
     s = sweep.quick_settings() if args.quick else sweep.Settings()
     if args.tasks:
-        s.tasks = list(dict.fromkeys(_list(args.tasks, "tasks")))
+        s.tasks = list(dict.fromkeys(split_list(args.tasks, "tasks")))
         for t in s.tasks:
             if t not in sweep.TASKS:
                 raise UsageError(f"unknown task {t!r}; valid: {', '.join(sweep.TASKS)}")
     if args.layers:
-        s.layers = _ints(args.layers, "layers")
+        s.layers = positive_ints(args.layers, "layers")
     if args.hidden:
-        s.hidden = _ints(args.hidden, "hidden")
+        s.hidden = positive_ints(args.hidden, "hidden")
     if args.pairs is not None:
-        pairs = [sweep.parse_pair(t) for t in _list(args.pairs, "pairs")]
+        pairs = [sweep.parse_pair(t) for t in split_list(args.pairs, "pairs")]
         s.pairs = [sweep.BASELINE] + [pq for pq in dict.fromkeys(pairs) if pq != sweep.BASELINE]
     if args.dtypes:
-        s.dtypes = list(dict.fromkeys(_list(args.dtypes, "dtypes")))
+        s.dtypes = list(dict.fromkeys(split_list(args.dtypes, "dtypes")))
         for dt in s.dtypes:
             if dt not in sweep.DTYPES:
                 raise UsageError(f"unknown dtype {dt!r}; valid: {', '.join(sweep.DTYPES)}")
@@ -229,7 +208,8 @@ def main_sweep(argv: list[str]) -> int:
     df = runs.read_rows(run_dir)
     print(sweep.summary(df, ids))
     if not sweep.use_peer(s):
-        print("\n(no torch peer rows: torch is not installed; pip install -e '.[peers]')")
+        why = "--peers off" if s.peers == "off" else "torch is not installed; pip install -e '.[peers]'"
+        print(f"\n(no torch peer rows: {why})")
     print(f"\n{len(ids)} configurations in {time.perf_counter() - t0:.1f} s; "
           f"results: {run_dir}/{runs.RESULTS} and {runs.METADATA}")
     return 0

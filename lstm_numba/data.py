@@ -233,27 +233,29 @@ def default_text() -> TextData:
     return text_data(embedded_corpus(), "embedded")
 
 
-def _open_error(path: Path, e: OSError) -> UsageError:
-    return UsageError(f"cannot read {path}: {e.strerror or e}")
-
-
-def load_text(path) -> TextData:
-    """Any UTF-8 text file (``--data``). The last 10% is held out."""
-    path = Path(path)
+def read_utf8(path: Path, kind: str) -> str:
+    """The whole file as text; a folder, a missing or unreadable file, or bytes that are not
+    UTF-8 are one-line UsageErrors naming the file (and the line of the first bad byte)."""
     if path.is_dir():
-        raise UsageError(f"{path} is a folder, not a text file")
+        raise UsageError(f"{path} is a folder, not {kind}")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist") from None
     except OSError as e:
-        raise _open_error(path, e) from None
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise UsageError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
                          ) from None
+
+
+def load_text(path) -> TextData:
+    """Any UTF-8 text file (``--data``). The last 10% is held out."""
+    path = Path(path)
+    text = read_utf8(path, "a text file")
     if not text.strip():
         raise UsageError(f"{path} is empty")
     if "\x00" in text:
@@ -417,22 +419,6 @@ def default_sensor(seed: int = 7) -> SensorData:
     return sensor_data(train, test, "embedded")
 
 
-def _read_lines(path: Path) -> str:
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder, not an occupancy CSV file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist") from None
-    except OSError as e:
-        raise _open_error(path, e) from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise UsageError(f"{path}: line {line}: not UTF-8 text") from None
-
-
 def load_occupancy(path) -> Series:
     """One file of the UCI Occupancy Detection data set.
 
@@ -441,7 +427,7 @@ def load_occupancy(path) -> Series:
     value per header name. Features must be finite numbers, the label 0 or 1.
     """
     path = Path(path)
-    text = _read_lines(path)
+    text = read_utf8(path, "an occupancy CSV file")
     if not text.strip():
         raise UsageError(f"{path} is empty")
     if "\x00" in text:

@@ -29,13 +29,11 @@ duplicated groups left by an interruption are removed first, so no row is lost o
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as _dt
 import io
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -359,29 +357,13 @@ def compile_variant(c: Config, v: Variant, ds, s: Settings) -> float:
 # threads
 
 
-@contextlib.contextmanager
 def config_threads(n: int):
     """Explicit thread counts for one configuration: Numba ``n`` (the parallel kernels split
     work into ``n`` chunks; serial kernels ignore it), torch ``n`` (the peer), BLAS 1 (the
     parallel kernels call BLAS from Numba workers; torch has its own GEMMs). Numba and torch
     never run at the same moment, so both pools at ``n`` do not oversubscribe; each is at the
     row's count when it runs."""
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    torch = sys.modules.get("torch")
-    prev_numba = numba.get_num_threads()
-    prev_torch = torch.get_num_threads() if torch else None
-    numba.set_num_threads(n)
-    if torch:
-        torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield n
-    finally:
-        numba.set_num_threads(prev_numba)
-        if torch:
-            torch.set_num_threads(prev_torch)
+    return threads.limit(n, blas=1)
 
 
 def _thread_columns() -> dict:

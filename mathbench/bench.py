@@ -9,7 +9,6 @@ or runs.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -307,21 +306,3 @@ def _torch_single_thread() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
-
-
-def parse_sizes(text: str) -> list[int]:
-    sizes = []
-    for tok in text.split(","):
-        tok = tok.strip()
-        try:
-            v = float(tok)
-        except ValueError:
-            raise UsageError(f"size {tok!r} is not a number") from None
-        if not math.isfinite(v) or v != int(v):
-            raise UsageError(f"size {tok!r} is not a whole number")
-        if v < 1:
-            raise UsageError(f"size {tok!r} must be positive")
-        sizes.append(int(v))
-    if not sizes:
-        raise UsageError("--sizes is empty")
-    return sizes

@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import bench, registry, runs, threads
+from .cliargs import positive_ints, split_list
 from .errors import ArgumentParser, UsageError, run_cli
 
 DESCRIPTION = """\
@@ -32,10 +33,6 @@ examples:
   python -m mathbench --functions isru,tanh --dtypes float32 --sizes 1e3,1e5 --threads 1
   python -m mathbench --list                 what the registry holds
 """
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,11 +85,11 @@ def make_plan(args) -> bench.Plan:
         thread_counts = sorted({1, threads.max_threads()})
         budget, samples = args.budget, args.samples
     if args.functions:
-        functions = _csv(args.functions)
+        functions = split_list(args.functions, "functions")
     for f in functions:
         registry.get(f)  # UnknownName lists the valid names
     if args.implementations:
-        impls = _csv(args.implementations)
+        impls = split_list(args.implementations, "implementations")
         valid = registry.all_impl_names()
         for i in impls:
             if i not in valid:
@@ -100,21 +97,18 @@ def make_plan(args) -> bench.Plan:
         if "torch" in impls and not bench.kernels.torch_available():
             raise UsageError("torch is not installed; install the peers extra: pip install -e '.[peers]'")
     if args.dtypes:
-        dtypes = _csv(args.dtypes)
+        dtypes = split_list(args.dtypes, "dtypes")
     for d in dtypes:
         if d not in registry.DTYPES:
             raise UsageError(f"unknown dtype {d!r}; valid: {', '.join(registry.DTYPES)}")
-    forms = _csv(args.forms)
+    forms = split_list(args.forms, "forms")
     for f in forms:
         if f not in registry.FORMS:
             raise UsageError(f"unknown form {f!r}; valid: {', '.join(registry.FORMS)}")
     if args.sizes:
-        sizes = bench.parse_sizes(args.sizes)
+        sizes = positive_ints(args.sizes, "sizes")
     if args.threads:
-        try:
-            thread_counts = sorted({int(t) for t in _csv(args.threads)})
-        except ValueError:
-            raise UsageError(f"--threads {args.threads!r}: expected whole numbers like 1,2") from None
+        thread_counts = sorted(positive_ints(args.threads, "threads"))
         for t in thread_counts:
             if not 1 <= t <= threads.max_threads():
                 raise UsageError(f"thread count {t} out of range 1..{threads.max_threads()}")

@@ -1,7 +1,9 @@
 """The one small helper every notebook uses to find and load a run folder.
 
-Which run: an explicit path, else the environment variable ``MATHBENCH_<KIND>_RUN`` (KIND is
-MATHBENCH, LSTM or VERIFY), else the committed reference run named in ``results/reference.json``.
+Which run: an explicit path, else the environment variable ``MATHBENCH_<NAME>_RUN``, else the
+committed reference run named in ``results/reference.json``. NAME is the kind (mathbench, lstm,
+verify) or another entry of reference.json of that kind (``lstm-batch1`` reads
+``MATHBENCH_LSTM_BATCH1_RUN``).
 Notebooks read these files and plot; they measure nothing.
 """
 from __future__ import annotations
@@ -24,19 +26,23 @@ def reference_runs() -> dict:
         raise UsageError(f"cannot read {REFERENCE}: {e}") from None
 
 
-def locate(kind: str, path: str | os.PathLike | None = None) -> Path:
+def locate(kind: str, path: str | os.PathLike | None = None, name: str | None = None) -> Path:
     if kind not in KINDS:
         raise UsageError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
-    chosen = path or os.environ.get(f"MATHBENCH_{kind.upper()}_RUN")
+    name = name or kind
+    chosen = path or os.environ.get(f"MATHBENCH_{name.upper().replace('-', '_')}_RUN")
     if not chosen:
-        chosen = runs.PROJECT_ROOT / reference_runs()[kind]
+        ref = reference_runs()
+        if name not in ref:
+            raise UsageError(f"no reference run {name!r} in {REFERENCE}")
+        chosen = runs.PROJECT_ROOT / ref[name]
     return Path(chosen)
 
 
-def load(kind: str, path=None):
+def load(kind: str, path=None, name: str | None = None):
     """``(rows, metadata, folder)`` of a run; ``verify`` gives ``(report dict, None, file)``.
     A folder that is not a run of that kind is refused with a UsageError saying why."""
-    where = locate(kind, path)
+    where = locate(kind, path, name)
     if kind == "verify":
         try:
             return json.loads(Path(where).read_text()), None, Path(where)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: notebooks run in tox/CI without a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -17,7 +18,15 @@ def serial(df: pd.DataFrame) -> pd.DataFrame:
     return df[~_bool(df["parallel"])]
 
 
+_COLORS = plt.cm.tab20.colors  # more lines than the default 10-colour cycle tells apart
+_STYLES = ("-", "--", "-.", ":")
+
+
 def _band(ax, x, mid, lo, hi, label, **kw):
+    if "color" not in kw:
+        n = len(ax.get_lines())
+        kw.setdefault("color", _COLORS[(2 * n) % 20 if n < 10 else (2 * n + 1) % 20])
+        kw.setdefault("ls", _STYLES[(n // 10) % 4])
     line, = ax.plot(x, mid, marker="o", ms=3, label=label, **kw)
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     return line
@@ -186,6 +195,7 @@ def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None
             ax.axhline(ref, color="k", lw=0.8)
         ax.set(xscale="log", xlabel="hidden size", ylabel=ylabel, title=f"{task}: {variant}, {dtype}, {thr} thread(s)")
         ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
@@ -210,9 +220,11 @@ def lstm_serial_parallel(df: pd.DataFrame):
         for (layers, thr), gl in g.groupby(["layers", "threads"]):
             gl = gl.sort_values("hidden")
             _band(ax, gl["hidden"], gl["train_step_s"] * 1e3, gl["train_step_lo"] * 1e3, gl["train_step_hi"] * 1e3,
-                  f"{layers}L, {thr} thread(s)", ls="-" if thr == 1 else "--")
+                  f"{layers}L, {thr} thread(s)", color=_COLORS[2 * (layers - 1) % 20], ls="-" if thr == 1 else "--")
         ax.set(xscale="log", yscale="log", xlabel="hidden size", ylabel="ms per training step",
                title=f"{task}, {dtype}: tanh/sigmoid, serial vs parallel")
+        ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

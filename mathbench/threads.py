@@ -24,8 +24,9 @@ def _blas_limits():
 
 
 @contextlib.contextmanager
-def limit(n: int):
-    """Run the body with Numba, BLAS and (if imported) torch limited to ``n`` threads."""
+def limit(n: int, blas: int | None = None):
+    """Run the body with Numba and (if imported) torch at ``n`` threads and BLAS at ``blas``
+    (default ``n``; the LSTM's parallel kernels call BLAS from Numba workers and want 1)."""
     n = int(n)
     if not 1 <= n <= max_threads():
         from .errors import UsageError
@@ -38,7 +39,7 @@ def limit(n: int):
     if torch:
         torch.set_num_threads(n)
     try:
-        with _blas_limits()(limits=n):
+        with _blas_limits()(limits=n if blas is None else blas, user_api="blas"):
             yield n
     finally:
         numba.set_num_threads(prev_numba)

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from mathbench import bench, cli
+from mathbench import bench, cli, threads
 
 TINY = ["--functions", "isru,tanh", "--implementations", "numba,numpy", "--dtypes", "float32",
         "--sizes", "100,1000", "--threads", "1", "--budget", "0.02", "--samples", "3", "--no-progress"]
@@ -104,10 +104,12 @@ def test_tiny_run_in_process(tmp_path, capsys):
     (["--sizes", "0"], ["must be positive"]),
     (["--sizes", "-5"], ["must be positive"]),
     (["--sizes", "1.5"], ["not a whole number"]),
-    (["--sizes", "ten"], ["not a number"]),
+    (["--sizes", "ten"], ["--sizes 'ten': not a whole number"]),
+    (["--sizes", ","], ["--sizes is empty"]),
     (["--sizes", "1e13"], ["GiB", "available"]),
-    (["--threads", "0"], ["out of range"]),
-    (["--threads", "two"], ["whole numbers"]),
+    (["--threads", "0"], ["must be positive"]),
+    (["--threads", str(threads.max_threads() + 1)], ["out of range"]),
+    (["--threads", "two"], ["not a whole number"]),
     (["--forms", "integral"], ["unknown form"]),
     (["--budget", "-1"], ["--budget"]),
     (["--bogus"], ["unrecognized arguments"]),
