@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .runs import PROJECT_ROOT
+from .nbtools import project_root
 
 
 def run(paths: list[Path], timeout: int = 600) -> int:
@@ -31,7 +31,10 @@ def run(paths: list[Path], timeout: int = 600) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    paths = [Path(a) for a in argv] or sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
+    paths = [Path(a) for a in argv] or sorted((project_root() / "notebooks").glob("*.ipynb"))
+    if not paths:
+        print("no notebooks found", file=sys.stderr)
+        return 1
     return run(paths)
 
 

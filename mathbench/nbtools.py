@@ -15,15 +15,25 @@ from pathlib import Path
 from . import runs
 from .errors import UsageError
 
-REFERENCE = runs.PROJECT_ROOT / "results" / "reference.json"
 KINDS = ("mathbench", "lstm", "verify")
 
 
+def project_root() -> Path:
+    """The checkout holding ``results/reference.json``: the package's own source tree (editable
+    install), else the current folder or one of its parents (a notebook runs in notebooks/)."""
+    for root in (runs.PROJECT_ROOT, *[Path.cwd(), *Path.cwd().parents]):
+        if (root / "results" / "reference.json").exists():
+            return root
+    raise UsageError("no results/reference.json here or in a parent folder; run from the project checkout "
+                     "or point MATHBENCH_<KIND>_RUN at a run")
+
+
 def reference_runs() -> dict:
+    path = project_root() / "results" / "reference.json"
     try:
-        return json.loads(REFERENCE.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {REFERENCE}: {e}") from None
+        raise UsageError(f"cannot read {path}: {e}") from None
 
 
 def locate(kind: str, path: str | os.PathLike | None = None, name: str | None = None) -> Path:
@@ -34,8 +44,8 @@ def locate(kind: str, path: str | os.PathLike | None = None, name: str | None = 
     if not chosen:
         ref = reference_runs()
         if name not in ref:
-            raise UsageError(f"no reference run {name!r} in {REFERENCE}")
-        chosen = runs.PROJECT_ROOT / ref[name]
+            raise UsageError(f"no reference run {name!r} in results/reference.json")
+        chosen = project_root() / ref[name]
     return Path(chosen)
 
 
