@@ -8,7 +8,7 @@ import sys
 import time
 
 from mathbench import registry, runs, threads
-from mathbench.cliargs import positive_ints, split_list
+from mathbench.cliargs import choices, positive_ints, split_list
 from mathbench.errors import ArgumentParser, UsageError, run_cli
 
 from . import sweep
@@ -126,10 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_settings(args) -> sweep.Settings:
     s = sweep.quick_settings() if args.quick else sweep.Settings()
     if args.tasks:
-        s.tasks = list(dict.fromkeys(split_list(args.tasks, "tasks")))
-        for t in s.tasks:
-            if t not in sweep.TASKS:
-                raise UsageError(f"unknown task {t!r}; valid: {', '.join(sweep.TASKS)}")
+        s.tasks = choices(args.tasks, "tasks", sweep.TASKS, "task")
     if args.layers:
         s.layers = positive_ints(args.layers, "layers")
     if args.hidden:
@@ -138,10 +135,7 @@ def make_settings(args) -> sweep.Settings:
         pairs = [sweep.parse_pair(t) for t in split_list(args.pairs, "pairs")]
         s.pairs = [sweep.BASELINE] + [pq for pq in dict.fromkeys(pairs) if pq != sweep.BASELINE]
     if args.dtypes:
-        s.dtypes = list(dict.fromkeys(split_list(args.dtypes, "dtypes")))
-        for dt in s.dtypes:
-            if dt not in sweep.DTYPES:
-                raise UsageError(f"unknown dtype {dt!r}; valid: {', '.join(sweep.DTYPES)}")
+        s.dtypes = choices(args.dtypes, "dtypes", sweep.DTYPES, "dtype")
     if args.threads:
         s.threads = _threads(args.threads)
     for name in ("iterations", "repeats", "chunks", "seq_len", "batch", "eval_batch"):

@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import bench, registry, runs, threads
-from .cliargs import positive_ints, split_list
+from .cliargs import choices, positive_ints, split_list
 from .errors import ArgumentParser, UsageError, run_cli
 
 DESCRIPTION = """\
@@ -97,14 +97,8 @@ def make_plan(args) -> bench.Plan:
         if "torch" in impls and not bench.kernels.torch_available():
             raise UsageError("torch is not installed; install the peers extra: pip install -e '.[peers]'")
     if args.dtypes:
-        dtypes = split_list(args.dtypes, "dtypes")
-    for d in dtypes:
-        if d not in registry.DTYPES:
-            raise UsageError(f"unknown dtype {d!r}; valid: {', '.join(registry.DTYPES)}")
-    forms = split_list(args.forms, "forms")
-    for f in forms:
-        if f not in registry.FORMS:
-            raise UsageError(f"unknown form {f!r}; valid: {', '.join(registry.FORMS)}")
+        dtypes = choices(args.dtypes, "dtypes", registry.DTYPES, "dtype")
+    forms = choices(args.forms, "forms", registry.FORMS, "form")
     if args.sizes:
         sizes = positive_ints(args.sizes, "sizes")
     if args.threads:

@@ -28,3 +28,12 @@ def positive_ints(text: str, what: str) -> list[int]:
             raise UsageError(f"--{what} {tok}: must be positive")
         out.append(int(v))
     return list(dict.fromkeys(out))
+
+
+def choices(text: str, what: str, valid, noun: str) -> list[str]:
+    """Names from ``valid``; an unknown one is a UsageError listing the valid names."""
+    items = list(dict.fromkeys(split_list(text, what)))
+    for item in items:
+        if item not in valid:
+            raise UsageError(f"unknown {noun} {item!r}; valid: {', '.join(valid)}")
+    return items
