@@ -84,7 +84,6 @@ class Activation:
     param: Optional[str] = None  # name of the SymPy symbol (positive) for the parameter
     param_default: float = 0.0
     domain: str = "real"  # "real", or "positive" (sqrt, log): inputs are drawn from |normal|
-    # A plain-number reference for the kernel tests (float64 NumPy/SciPy), independent of the code.
 
     @property
     def symbol(self) -> Optional[sp.Symbol]:
