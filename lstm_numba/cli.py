@@ -8,7 +8,7 @@ import sys
 import time
 
 from mathbench import registry, runs, threads
-from mathbench.cliargs import choices, positive_ints, split_list
+from mathbench.cliargs import choices, positive_ints, progress_factory, split_list
 from mathbench.errors import ArgumentParser, UsageError, run_cli
 
 from . import sweep
@@ -182,15 +182,6 @@ def list_activations() -> str:
             "into (-1, 1)):\n" + table(rows, ["spec", "group", "backprop form", "range", "note"]))
 
 
-def _progress(disabled: bool):
-    from tqdm import tqdm
-
-    def factory(**kw):
-        return tqdm(file=sys.stderr, disable=disabled, leave=False, dynamic_ncols=True, **kw)
-
-    return factory
-
-
 def main_sweep(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -198,7 +189,7 @@ def main_sweep(argv: list[str]) -> int:
         return 0
     s = make_settings(args)
     t0 = time.perf_counter()
-    run_dir, ids = sweep.run(s, args.out, argv, _progress(args.no_progress))
+    run_dir, ids = sweep.run(s, args.out, argv, progress_factory(args.no_progress))
     df = runs.read_rows(run_dir)
     print(sweep.summary(df, ids))
     if not sweep.use_peer(s):
@@ -306,7 +297,7 @@ def main_train(argv: list[str]) -> int:
     model = Model(cfg)
     tcfg = T.TrainConfig(iterations=args.iterations, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
                          clip=args.clip, seed=args.seed, threads=args.threads if args.threads > 1 else None)
-    bar = _progress(args.no_progress)(total=args.iterations, desc="train", unit="step")
+    bar = progress_factory(args.no_progress)(total=args.iterations, desc="train", unit="step")
 
     def tick(row):
         bar.update(1)

@@ -7,7 +7,7 @@ import sys
 import time
 
 from . import bench, registry, runs, threads
-from .cliargs import choices, positive_ints, split_list
+from .cliargs import choices, positive_ints, progress_factory, split_list
 from .errors import ArgumentParser, UsageError, run_cli
 
 DESCRIPTION = """\
@@ -124,17 +124,6 @@ def make_plan(args) -> bench.Plan:
     return plan
 
 
-def _progress(disabled: bool):
-    from tqdm import tqdm
-
-    def factory(**kw):
-        # like pytest/pip: a bar on a terminal, nothing in a log file
-        return tqdm(file=sys.stderr, disable=disabled or not sys.stderr.isatty(), leave=False,
-                    dynamic_ncols=True, **kw)
-
-    return factory
-
-
 def main_bench(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -148,7 +137,7 @@ def main_bench(argv: list[str]) -> int:
     runs.write_json(run_dir / runs.METADATA, meta)
     t0 = time.perf_counter()
     with runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
-        info = bench.run(plan, writer, _progress(args.no_progress))
+        info = bench.run(plan, writer, progress_factory(args.no_progress))
     meta.update(timing=info, threads=threads.thread_info(), finished=True)
     runs.write_json(run_dir / runs.METADATA, meta)
     from .report import load_summary

@@ -37,3 +37,17 @@ def choices(text: str, what: str, valid, noun: str) -> list[str]:
         if item not in valid:
             raise UsageError(f"unknown {noun} {item!r}; valid: {', '.join(valid)}")
     return items
+
+
+def progress_factory(disabled: bool):
+    """``factory(**tqdm_kwargs)`` for progress bars on stderr: like pytest and pip, a bar on a
+    terminal and nothing in a log file (or with ``--no-progress``)."""
+    import sys
+
+    from tqdm import tqdm
+
+    def factory(**kw):
+        return tqdm(file=sys.stderr, disable=disabled or not sys.stderr.isatty(), leave=False,
+                    dynamic_ncols=True, **kw)
+
+    return factory
