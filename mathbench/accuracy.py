@@ -209,7 +209,12 @@ def _kinks(act: registry.Activation, p: Optional[float]) -> list[float]:
     tanh_clamp, tanh_small = 7.90738964080810547, 0.0004
     isru_clamp = 2.0 ** 30 / math.sqrt(a) if a > 0 else 2.0 ** 30
     table = {
-        "tanh": [tanh_clamp, tanh_small, 7.90531110763549805, 0.5493061443340549, 19.06154746539849, 22.0],
+        # numba_simd: polynomial/exp split (1.0 float32, 0.625 float64), exp argument clamp (20)
+        "tanh": [tanh_clamp, tanh_small, 7.90531110763549805, 0.5493061443340549, 19.06154746539849, 22.0,
+                 1.0, 0.625, 20.0],
+        # overflow to inf and underflow to 0 in float32/float64; numba_simd's argument clamps
+        "exp": [88.72283905206835, 89.0, 103.97207708399179, 104.0, 709.782712893384, 710.0,
+                745.1332191019412, 746.0],
         "sigmoid": [2 * tanh_clamp, 2 * tanh_small, 36.7368005696771, 16.635532333438686],
         "isru": [isru_clamp, 1.0 / math.sqrt(a)],
         "isru_sigmoid": [2 * isru_clamp],

@@ -21,6 +21,7 @@ fraction of the copy roof) is paired by round within one interleaved measurement
 
 subcommands:
   mathbench verify [...]         prove every formula with SymPy and check the kernels (see verify -h)
+  mathbench accuracy [...]       accuracy run folder; --exhaustive: every float32 input (see accuracy -h)
   mathbench compare RUN_A RUN_B  per-row speedup of B over A with intervals
   mathbench report RUN           print the summary of an earlier run
 """
@@ -80,7 +81,7 @@ def make_plan(args) -> bench.Plan:
         functions, impls, dtypes = ["tanh", "isru"], ["numba", "numba_rational", "numpy"], ["float32"]
         sizes, thread_counts, budget, samples = [1_000, 100_000], [1], 0.2, 5
     else:
-        functions = list(registry.REGISTRY) if args.all else list(registry.CORE)
+        functions = list(registry.REGISTRY) if args.all else list(registry.DEFAULT)
         impls, dtypes, sizes = None, list(registry.DTYPES), list(bench.DEFAULT_SIZES)
         thread_counts = sorted({1, threads.max_threads()})
         budget, samples = args.budget, args.samples
@@ -191,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import verify
 
         return run_cli(verify.main, argv[1:], prog="mathbench verify")
+    if argv and argv[0] == "accuracy":
+        from . import accuracy_cli
+
+        return run_cli(accuracy_cli.main, argv[1:], prog="mathbench accuracy")
     if argv and argv[0] == "compare":
         return run_cli(main_compare, argv[1:], prog="mathbench compare")
     if argv and argv[0] == "report":

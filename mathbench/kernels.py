@@ -10,6 +10,7 @@ import inspect
 import json
 import platform
 import re
+import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,8 +22,10 @@ import numpy as np
 
 from . import codegen, jit, registry
 
+# The loop takes the scalar's own fastmath flags: a scalar inlined at Numba IR level (the
+# numba_simd ones) is lowered with the loop's flags, and the loop itself does no arithmetic.
 _TEMPLATE = '''
-@njit(parallel={parallel}, **JIT_OPTIONS)
+@njit(parallel={parallel}, fastmath={fastmath}, **JIT_OPTIONS)
 def {name}(x, p, out):
     for i in {rng}(x.shape[0]):
         out[i] = {fn}(x[i], p)
@@ -37,7 +40,7 @@ def {name}(x, p, out):
 
 
 def _scalar_functions() -> dict:
-    """Every distinct Numba scalar the registry uses -> its (module, name)."""
+    """Every distinct Numba scalar the registry uses: (module, name) -> its source file."""
     out = {}
     for act in registry.REGISTRY.values():
         for impl in act.impls.values():
@@ -45,7 +48,7 @@ def _scalar_functions() -> dict:
                 continue
             for form in registry.FORMS:
                 fn = impl.fn(form)
-                if fn is not None:
+                if fn is not None and not is_array_kernel(fn):
                     py = fn.py_func
                     out[(py.__module__, py.__name__)] = inspect.getsourcefile(py)
     return out
@@ -63,8 +66,12 @@ def _module():
     for (mod, fn) in _scalar_functions():
         alias = f"_{mod.replace('.', '_')}__{fn}"
         lines.append(f"from {mod} import {fn} as {alias}")
+        flags = getattr(sys.modules[mod], fn).targetoptions.get("fastmath", False)
+        # written sorted: a set's repr order changes between processes, and the text is the cache key
+        fastmath = ("{" + ", ".join(map(repr, sorted(flags))) + "}") if isinstance(flags, (set, frozenset)) \
+            else bool(flags)
         for par in (False, True):
-            body.append(_TEMPLATE.format(name=kernel_name(mod, fn, par), parallel=par,
+            body.append(_TEMPLATE.format(name=kernel_name(mod, fn, par), parallel=par, fastmath=fastmath,
                                          rng="prange" if par else "range", fn=alias))
     for par in (False, True):
         body.append(_COPY.format(name=f"k_copy__{'par' if par else 'ser'}", parallel=par,
@@ -84,13 +91,22 @@ _PACKED_X86 = re.compile(
 _MOVES_X86 = re.compile(r"^\s*(v?mov(?:up|ap)[sd]|v?movdq[au]\w*)\b(.*)$", re.M)
 _NEON = re.compile(r"\bv\d+\.(\d+)([sd])\b")
 _LIBM = re.compile(r"\b(tanhf?|expf?|expm1f?|log1pf?|logf?|powf?|sqrtf?)(?:@PLT)?\b")
+# x86_64 vector-function ABI names (libmvec): _ZGV<isa>N<lanes>v_<name>; isa b = SSE (128 bit),
+# c/d = AVX/AVX2 (256), e = AVX-512 (512)
+_VECTOR_CALL = re.compile(r"\b_ZGV([bcde])N\d+v_(\w+)")
+_ISA_BITS = {"b": 128, "c": 256, "d": 256, "e": 512}
 
 
 def simd_info(asm: str, machine: Optional[str] = None) -> dict:
     """{'vectorized': bool|None, 'simd_bits': int|None, 'libm_calls': 'tanhf,...'} from assembly.
     ``None`` where the architecture's assembly is not understood: unknown, not False."""
     machine = (machine or platform.machine()).lower()
-    libm = ",".join(sorted({m for m in _LIBM.findall(asm) if not m.startswith("sqrt")}))
+    vector_calls = _VECTOR_CALL.findall(asm)
+    asm_scalar = _VECTOR_CALL.sub("", asm)  # a _ZGV name is not a call of scalar libm
+    libm = ",".join(sorted({m for m in _LIBM.findall(asm_scalar) if not m.startswith("sqrt")}))
+    if vector_calls and not libm:  # the math is in the vector functions: their width is the loop's
+        return {"vectorized": True, "simd_bits": max(_ISA_BITS[isa] for isa, _ in vector_calls), "libm_calls": ""}
+    asm = asm_scalar
     if machine in ("x86_64", "amd64", "i686", "i386"):
         hits = _PACKED_X86.findall(asm) or _MOVES_X86.findall(asm)
         if not hits:
@@ -173,8 +189,17 @@ class Kernel:
         return f"{self.function}/{self.form}/{self.impl}/{self.dtype}/{'par' if self.parallel else 'ser'}"
 
 
+def is_array_kernel(fn) -> bool:
+    """A hand-vectorized array kernel (``libmvec.ArrayKernel``: serial/parallel dispatchers
+    taking (x, p, out)) rather than a scalar f(x, p) that a generated loop wraps."""
+    return hasattr(fn, "serial") and hasattr(fn, "parallel")
+
+
 def numba_dispatcher(fn, parallel: bool):
-    """The generated array kernel around a registry scalar ``fn`` (a Numba dispatcher)."""
+    """The array kernel for a registry form ``fn``: the generated loop around a scalar, or
+    the array kernel's own dispatcher."""
+    if is_array_kernel(fn):
+        return fn.parallel if parallel else fn.serial
     py = fn.py_func
     return getattr(_module(), kernel_name(py.__module__, py.__name__, parallel))
 

@@ -17,8 +17,11 @@ from typing import Callable, Optional
 import numpy as np
 import sympy as sp
 
+from . import libmvec as mv
 from . import numpy_impls as npi
+from . import ref64 as r64
 from . import scalars as s
+from . import simd as v
 from . import torch_impls as ti
 
 FORMS = ("forward", "dfdx", "dfdy")
@@ -84,6 +87,9 @@ class Activation:
     param: Optional[str] = None  # name of the SymPy symbol (positive) for the parameter
     param_default: float = 0.0
     domain: str = "real"  # "real", or "positive" (sqrt, log): inputs are drawn from |normal|
+    # form -> a NumPy function (x, param) written stably enough to be evaluated in float64 (or
+    # longdouble) as the reference of exhaustive accuracy checks (see mathbench.ref64)
+    ref64: dict = field(default_factory=dict)
 
     @property
     def symbol(self) -> Optional[sp.Symbol]:
@@ -111,6 +117,7 @@ class Activation:
 
 REGISTRY: dict[str, Activation] = {}
 CORE = ("tanh", "isru", "softplus", "sigmoid")
+DEFAULT = CORE + ("exp",)  # what `python -m mathbench` measures: exp for the vector-exp rows
 
 
 def _add(act: Activation) -> None:
@@ -143,6 +150,30 @@ COMPOSED = Bound(ulp=4, abs_eps=2)  # a few rounded operations
 # ulp over every float32 input, 7.3 ulp over 2.4e7 random float64 inputs.
 RCUBE = Bound(ulp=10, abs_eps=2)
 CANCEL = Bound(ulp=4, abs_eps=4)  # 1 - t^2 style: small outputs reached by cancellation
+# ISRU through the reciprocal square-root estimate (2^-14 relative with AVX-512's vrsqrt14ps,
+# 2^-12 with vrsqrtps) refined by one Newton step: about 2^-23 relative, a few ulp.
+ISRU_RSQRT = Bound(ulp=3, abs_eps=2)
+ISRU_RSQRT_DX = Bound(ulp=12, abs_eps=2)
+
+
+def _by_dtype(f32: float, f64: float) -> dict:
+    """A pure ULP bound per dtype (numba_simd: float32 from every input, float64 from a 1e8-point
+    grid plus every range-reduction boundary; ``python -m mathbench accuracy --exhaustive``)."""
+    return {"float32": Bound(ulp=f32), "float64": Bound(ulp=f64)}
+
+
+def _libmvec(f, dx, dy, **bounds) -> tuple:
+    """glibc's vector math functions called from Numba (x86_64 Linux with AVX2 only: an empty
+    tuple elsewhere, so the implementation is simply absent)."""
+    if not mv.available():
+        return ()
+    return (_numba(f, dx, dy, name="numba_libmvec", note="glibc libmvec AVX2 vector functions "
+                   "(_ZGVdN8v_*/_ZGVdN4v_*) called from a Numba loop", **bounds),)
+
+
+def _simd(f, dx, dy, **bounds) -> Impl:
+    return _numba(f, dx, dy, name="numba_simd", note="accurate vectorizable formula (mathbench.simd: "
+                  "range reduction, polynomial, exponent bits; no libm call)", **bounds)
 
 # ---------------------------------------------------------------------------------------------
 # The four functions the default run measures.
@@ -151,9 +182,14 @@ _add(Activation(
     "tanh", "hyperbolic tangent", "core",
     f=sp.tanh(x), dfdx=1 - sp.tanh(x) ** 2, dfdy=1 - y ** 2,
     antiderivative=sp.log(sp.cosh(x)), out_range=(-1, 1),
+    ref64=dict(forward=r64.tanh, dfdx=r64.tanh_dx, dfdy=r64.tanh_dy),
     impls=_impls(
         _numba(s.tanh_libm, s.tanh_libm_dx, s.tanh_dy, libm=True, note="math.tanh (scalar libm call)",
-               forward=LIBM, dfdx=CANCEL, dfdy=CANCEL),
+               # glibc: tanhf 2.19 ulp at x = 0.2333 (every float32), tanh 2.17 ulp on the 1e8-point grid
+               forward=Bound(ulp=2.5), dfdx=CANCEL, dfdy=CANCEL),
+        _simd(v.tanh, v.tanh_dx, s.tanh_dy, forward=_by_dtype(1.5, 2), dfdx=_by_dtype(3, 3), dfdy=CANCEL),
+        *_libmvec(mv.TANH, mv.TANH_DFDX_EXP, s.tanh_dy, forward=_by_dtype(1.5, 3), dfdx=_by_dtype(6, 6),
+                  dfdy=CANCEL),
         _numba(s.tanh_rational, s.tanh_rational_dx, s.tanh_dy, name="numba_rational",
                note="Eigen's 9/8 rational approximation, float32 coefficients (vectorizable)",
                # float32, every input checked: max abs error 3.05e-7 forward with FMA, 3.66e-7
@@ -175,9 +211,14 @@ _add(Activation(
     dfdy=(1 - _a * y ** 2) ** sp.Rational(3, 2),
     antiderivative=sp.sqrt(1 + _a * x ** 2) / _a, out_range=(-1 / sp.sqrt(_a), 1 / sp.sqrt(_a)),
     param="alpha", param_default=1.0,
+    ref64=dict(forward=r64.isru, dfdx=r64.isru_dx, dfdy=r64.isru_dy),
     impls=_impls(
         _numba(s.isru, s.isru_dx, s.isru_dy, note="x/sqrt(1+a*x*x), r*r*r, t*sqrt(t) (vectorizable)",
                forward=COMPOSED, dfdx=RCUBE, dfdy=CANCEL),
+        _numba(s.isru_rsqrt, s.isru_rsqrt_dx, s.isru_dy, name="numba_rsqrt",
+               note="x * rsqrt(1+a*x*x): the hardware reciprocal square-root estimate plus one "
+                    "Newton step (fastmath arcp/afn on that one operation)",
+               forward=ISRU_RSQRT, dfdx=ISRU_RSQRT_DX, dfdy=CANCEL),
         _numba(s.isru, s.isru_pow_dx, s.isru_pow_dy, libm=True, name="numba_pow",
                note="derivatives as written: (1+a*x^2)**-1.5 and (1-a*y^2)**1.5 (libm pow)",
                forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
@@ -192,9 +233,14 @@ _add(Activation(
     "softplus", "log(1 + exp(x))", "core",
     f=sp.log(1 + sp.exp(x)), dfdx=1 / (1 + sp.exp(-x)), dfdy=1 - sp.exp(-y),
     antiderivative=-sp.polylog(2, -sp.exp(x)), out_range=(0, sp.oo),
+    ref64=dict(forward=r64.softplus, dfdx=r64.sigmoid, dfdy=r64.softplus_dy),
     impls=_impls(
         _numba(s.softplus, s.sigmoid_exp, s.softplus_dy, libm=True,
                note="max(x,0) + log1p(exp(-|x|))", forward=COMPOSED, dfdx=COMPOSED, dfdy=COMPOSED),
+        _simd(v.softplus, v.sigmoid, v.softplus_dy, forward=_by_dtype(2.5, 2), dfdx=_by_dtype(2.5, 2),
+              dfdy=_by_dtype(2, 2)),
+        *_libmvec(mv.SOFTPLUS, mv.SIGMOID, v.softplus_dy, forward=_by_dtype(4, 4), dfdx=_by_dtype(4, 4.5),
+                  dfdy=_by_dtype(2, 2)),
         _numpy(npi.softplus, npi.softplus_dx, npi.softplus_dy, note="np.logaddexp(0, x)",
                forward=COMPOSED, dfdx=COMPOSED, dfdy=COMPOSED),
         _torch(ti.softplus, ti.sigmoid, ti.softplus_dy, note="torch.nn.functional.softplus",
@@ -207,9 +253,14 @@ _add(Activation(
     "sigmoid", "logistic 1/(1+exp(-x))", "core",
     f=1 / (1 + sp.exp(-x)), dfdx=sp.exp(-x) / (1 + sp.exp(-x)) ** 2, dfdy=y * (1 - y),
     antiderivative=sp.log(1 + sp.exp(x)), out_range=(0, 1),
+    ref64=dict(forward=r64.sigmoid, dfdx=r64.sigmoid_dx, dfdy=r64.sigmoid_dy),
     impls=_impls(
         _numba(s.sigmoid_exp, s.sigmoid_exp_dx, s.sigmoid_dy, libm=True,
                note="stable exp(-|x|) form", forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
+        _simd(v.sigmoid, v.sigmoid_dx, s.sigmoid_dy, forward=_by_dtype(2.5, 2), dfdx=_by_dtype(3, 3),
+              dfdy=CANCEL),
+        *_libmvec(mv.SIGMOID, mv.SIGMOID_DFDX, s.sigmoid_dy, forward=_by_dtype(4, 4.5), dfdx=_by_dtype(6, 6),
+                  dfdy=CANCEL),
         _numba(s.sigmoid_rational, s.sigmoid_rational_dx, s.sigmoid_dy, name="numba_rational",
                note="0.5 + 0.5*tanh_rational(x/2) (vectorizable)",
                forward={"float32": _RATIONAL_SIGMOID, "float64": Bound(ulp=math.inf, abs=6e-7)},
@@ -230,12 +281,12 @@ _c = sp.Symbol("c", positive=True)
 
 
 def _seed(name, desc, f, dfdx, dfdy, F, rng, nb, np_, libm=False, param=None, default=0.0,
-          domain="real", bounds=None):
+          domain="real", bounds=None, extra=(), ref64=None):
     bounds = bounds or {"default": EXACTISH}
     _add(Activation(
         name, desc, "seed", f=f, dfdx=dfdx, dfdy=dfdy, antiderivative=F, out_range=rng,
-        param=param, param_default=default, domain=domain,
-        impls=_impls(_numba(*nb, libm=libm, **bounds), _numpy(*np_, **bounds)),
+        param=param, param_default=default, domain=domain, ref64=ref64 or {},
+        impls=_impls(_numba(*nb, libm=libm, **bounds), *extra, _numpy(*np_, **bounds)),
     ))
 
 
@@ -257,7 +308,11 @@ _seed("log", "natural logarithm (x > 0)", sp.log(x), 1 / x, sp.exp(-y), x * sp.l
       domain="positive", bounds={"forward": LIBM, "dfdx": EXACTISH, "dfdy": LIBM})
 _seed("exp", "exponential", sp.exp(x), sp.exp(x), y, sp.exp(x), (0, sp.oo),
       (s.exp, s.exp, s.identity), (npi.exp, npi.exp, npi.identity), libm=True,
-      bounds={"forward": LIBM, "dfdx": LIBM, "dfdy": EXACTISH})
+      bounds={"forward": LIBM, "dfdx": LIBM, "dfdy": EXACTISH},
+      extra=[_simd(v.exp, v.exp, s.identity, forward=_by_dtype(1.5, 2), dfdx=_by_dtype(1.5, 2), dfdy=EXACTISH),
+             *_libmvec(mv.EXP, mv.EXP, s.identity, forward=_by_dtype(3, 3.5), dfdx=_by_dtype(3, 3.5),
+                       dfdy=EXACTISH)],
+      ref64=dict(forward=r64.exp, dfdx=r64.exp, dfdy=r64.identity))
 _seed("relu", "max(x, 0)", sp.Piecewise((x, x > 0), (0, True)),
       sp.Piecewise((1, x > 0), (0, True)), sp.Piecewise((1, y > 0), (0, True)),
       sp.Piecewise((x ** 2 / 2, x > 0), (0, True)), (0, sp.oo),
@@ -321,6 +376,7 @@ _add(Activation(
     antiderivative=x / 2 + sp.sqrt(4 + _a * x ** 2) / (2 * _a),
     out_range=(sp.Rational(1, 2) - 1 / (2 * sp.sqrt(_a)), sp.Rational(1, 2) + 1 / (2 * sp.sqrt(_a))),
     param="alpha", param_default=1.0,
+    ref64=dict(forward=r64.isru_sigmoid, dfdx=r64.isru_sigmoid_dx, dfdy=r64.isru_sigmoid_dy),
     impls=_impls(
         _numba(s.isru_sigmoid, s.isru_sigmoid_dx, s.isru_sigmoid_dy, forward=COMPOSED, dfdx=RCUBE,
                dfdy=CANCEL),
