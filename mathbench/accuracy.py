@@ -28,6 +28,7 @@ import hashlib
 import math
 import os
 import sys
+import zipfile
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -403,7 +404,8 @@ def reference(act: ActLike, form: str, dtype: str, xs: Optional[np.ndarray] = No
                 ref = Reference(z["x"], z["value"], z["resid"], dtype)
             if ref.x.shape != xs.shape:
                 ref = None
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated or empty
+            codegen.discard(path, e)
             ref = None
     if ref is None:
         ref = compute_reference(ev, xs, dtype)

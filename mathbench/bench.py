@@ -100,8 +100,10 @@ def check_memory(sizes, dtypes) -> None:
     need = max(sizes) * itemsize * 4 + (256 << 20)  # x, y, out, a scratch copy; + headroom
     avail = _mem_available()
     if need > avail:
-        raise UsageError(f"size {max(sizes):,} needs about {need / 2**30:.1f} GiB but only "
-                         f"{avail / 2**30:.1f} GiB is available; choose smaller --sizes")
+        big = max(sizes)
+        size = f"{big:,}" if big < 10**12 else f"{big:.3g}"  # 1e99 prints as 1e+99, not 100 digits
+        raise UsageError(f"size {size} needs about {need / 2**30:.3g} GiB but only {avail / 2**30:.1f} GiB "
+                         "is available; choose smaller --sizes")
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+
+import numpy as np
 
 from . import bench, registry, runs, threads
 from .cliargs import choices, positive_ints, progress_factory, split_list
 from .errors import ArgumentParser, UsageError, run_cli
 
+MAX_BUDGET = 3600.0  # seconds per (dtype, size) group
+MAX_SAMPLES = 10_000
+
 DESCRIPTION = """\
 Time activation functions and their derivatives as Numba kernels (float32/float64, serial and
 parallel) against NumPy (and torch with the 'peers' extra), across array sizes, with accuracy
-against an mpmath reference. Each run writes results/<mathbench-TIMESTAMP>/results.csv (one row per
-function x form x implementation x dtype x size x threads) and metadata.json (machine, versions,
-threads, command), then prints a summary. JIT compile time is measured separately and never
+against an mpmath reference. Each run writes runs/mathbench-TIMESTAMP/results.csv (one row per
+function x form x implementation x dtype x size x threads; runs/ of the project checkout, ignored by
+git, else of the current folder; --out chooses another folder) and metadata.json (machine, versions,
+threads, command), then prints a summary. Compiled kernels are cached in $MATHBENCH_CACHE_DIR
+(default ~/.cache/mathbench). JIT compile time is measured separately and never
 inside a timing; every ratio (speedup over tanh, over np.tanh, over serial, cost relative to x+c,
 fraction of the copy roof) is paired by round within one interleaved measurement.
 
@@ -28,7 +34,7 @@ subcommands:
 
 EPILOG = """\
 examples:
-  python -m mathbench                        default run: tanh, isru, softplus, sigmoid (~1 min)
+  python -m mathbench                        default run: tanh, isru, softplus, sigmoid, exp
   python -m mathbench --all                  every registry entry
   python -m mathbench --quick                smoke run (a few seconds)
   python -m mathbench --functions isru,tanh --dtypes float32 --sizes 1e3,1e5 --threads 1
@@ -49,18 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", help="array sizes, e.g. 10,1e3,1e5 (default 10..1e7, one per decade)")
     p.add_argument("--threads", help="thread counts: 1 = serial kernels, N > 1 = prange kernels on N threads "
                    f"(default 1,{threads.max_threads()}); one parallel count per run")
-    p.add_argument("--budget", type=float, default=0.7,
-                   help="seconds of timed rounds per (dtype, size) group (default 0.7); at large sizes "
-                        "rounds are cut to fit but never below 3")
-    p.add_argument("--samples", type=int, default=7, help="rounds per group when the budget allows (default 7)")
+    p.add_argument("--budget", type=float,
+                   help="seconds of timed rounds per (dtype, size) group (default 0.7, --quick 0.2); at large "
+                        "sizes rounds are cut to fit but never below 3")
+    p.add_argument("--samples", type=int, help="rounds per group when the budget allows (default 7, --quick 5)")
     p.add_argument("--seed", type=int, default=0, help="input RNG seed (default 0)")
     p.add_argument("--scale", type=float, default=1.0, help="inputs are scale * N(0, 1) (default 1)")
     p.add_argument("--denormals", action="store_true", help="make every 7th input subnormal")
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy columns")
-    p.add_argument("--out", help="run folder to create (default results/mathbench-TIMESTAMP); never overwritten")
+    p.add_argument("--out", help="run folder to create (default runs/mathbench-TIMESTAMP); never overwritten")
     p.add_argument("--quick", action="store_true", help="smoke run: tanh and isru, float32, two sizes, serial")
     p.add_argument("--list", action="store_true", help="list the registry and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (by default a bar on a terminal, a few plain lines otherwise)")
     return p
 
 
@@ -73,7 +80,7 @@ def list_registry() -> str:
             rows.append([a.name, a.group, im.name, im.backend, "libm" if im.libm else "",
                          "yes" if a.has_backprop_form else "no",
                          f"{a.param}={a.param_default:g}" if a.param else "", im.note or a.description])
-    return table(rows, ["function", "group", "implementation", "backend", "", "g(y)", "parameter", "note"])
+    return table(rows, ["function", "group", "implementation", "backend", "libm", "g(y)", "parameter", "note"])
 
 
 def make_plan(args) -> bench.Plan:
@@ -84,12 +91,15 @@ def make_plan(args) -> bench.Plan:
         functions = list(registry.REGISTRY) if args.all else list(registry.DEFAULT)
         impls, dtypes, sizes = None, list(registry.DTYPES), list(bench.DEFAULT_SIZES)
         thread_counts = sorted({1, threads.max_threads()})
-        budget, samples = args.budget, args.samples
-    if args.functions:
+        budget, samples = 0.7, 7
+    # explicit values win over --quick's; an explicitly empty list is an error, never the default
+    budget = budget if args.budget is None else args.budget
+    samples = samples if args.samples is None else args.samples
+    if args.functions is not None:
         functions = split_list(args.functions, "functions")
     for f in functions:
         registry.get(f)  # UnknownName lists the valid names
-    if args.implementations:
+    if args.implementations is not None:
         impls = split_list(args.implementations, "implementations")
         valid = registry.all_impl_names()
         for i in impls:
@@ -97,12 +107,12 @@ def make_plan(args) -> bench.Plan:
                 raise UsageError(f"unknown implementation {i!r}; valid: {', '.join(valid)}")
         if "torch" in impls and not bench.kernels.torch_available():
             raise UsageError("torch is not installed; install the peers extra: pip install -e '.[peers]'")
-    if args.dtypes:
+    if args.dtypes is not None:
         dtypes = choices(args.dtypes, "dtypes", registry.DTYPES, "dtype")
     forms = choices(args.forms, "forms", registry.FORMS, "form")
-    if args.sizes:
+    if args.sizes is not None:
         sizes = positive_ints(args.sizes, "sizes")
-    if args.threads:
+    if args.threads is not None:
         thread_counts = sorted(positive_ints(args.threads, "threads"))
         for t in thread_counts:
             if not 1 <= t <= threads.max_threads():
@@ -110,12 +120,18 @@ def make_plan(args) -> bench.Plan:
     parallel = [t for t in thread_counts if t > 1]
     if len(parallel) > 1:
         raise UsageError("one parallel thread count per run (e.g. --threads 1,2); run again for another")
-    if not (args.budget > 0):
-        raise UsageError("--budget must be a positive number of seconds")
-    if args.samples < 1:
-        raise UsageError("--samples must be at least 1")
-    if not (args.scale > 0):
-        raise UsageError("--scale must be positive")
+    # Bounds that keep the harness's arithmetic finite (a budget of inf or 1e300 overflows its
+    # repeat counts) and the inputs finite in every selected dtype (scale * N(0, 1) up to ~10 sigma).
+    if not 0 < budget <= MAX_BUDGET:
+        raise UsageError(f"--budget {budget:g}: must be a number of seconds in (0, {MAX_BUDGET:g}]")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise UsageError(f"--samples {samples}: must be 1..{MAX_SAMPLES}")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: must be 0 or positive")
+    top = min(float(np.finfo(d).max) for d in dtypes) / 10
+    if not 0 < args.scale <= top:
+        raise UsageError(f"--scale {args.scale:g}: must be positive and finite, at most {top:.3g} "
+                         f"for {', '.join(dtypes)}")
     plan = bench.Plan(functions=functions, impls=impls, forms=forms, dtypes=dtypes, sizes=sizes,
                       serial=1 in thread_counts, parallel_threads=parallel[0] if parallel else None,
                       budget=budget, samples=samples, min_samples=min(3, samples), seed=args.seed,
@@ -134,18 +150,28 @@ def main_bench(argv: list[str]) -> int:
     bench.check_memory(plan.sizes, plan.dtypes)
     run_dir = runs.new_run_dir("mathbench", args.out)
     meta = runs.metadata("mathbench", argv, plan={k: v for k, v in vars(plan).items() if k != "kernels"})
-    meta["command"] = "python -m mathbench " + " ".join(argv)
-    runs.write_json(run_dir / runs.METADATA, meta)
-    t0 = time.perf_counter()
-    with runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
-        info = bench.run(plan, writer, progress_factory(args.no_progress))
+    meta.update(command="python -m mathbench " + " ".join(argv), finished=False)  # True once every group is in
+    try:
+        runs.write_json(run_dir / runs.METADATA, meta)
+    except UsageError:
+        runs.abandon(run_dir)  # nothing was written: leave no empty folder behind
+        raise
+    try:
+        with runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
+            info = bench.run(plan, writer, progress_factory(args.no_progress))
+    except KeyboardInterrupt:
+        # groups are not resumable (inputs come from one seeded stream): say what is true
+        raise KeyboardInterrupt(f"interrupted; the groups finished so far are in {run_dir} (marked incomplete; "
+                                "a kernel run cannot be resumed, run it again in full)") from None
     meta.update(timing=info, threads=threads.thread_info(), finished=True)
+    runs.record_end_state(meta)
     runs.write_json(run_dir / runs.METADATA, meta)
     from .report import load_summary
 
     print(load_summary(run_dir))
     print(f"\ncompile: {info['kernels_compiled']} kernels compiled, {info['kernels_from_cache']} loaded from cache, "
-          f"{info['compile_wall_seconds']:.1f} s (never inside a timing); total {time.perf_counter() - t0:.1f} s")
+          f"{info['compile_wall_seconds']:.1f} s (never inside a timing); total {info['wall_seconds']:.1f} s "
+          "(metadata timing.wall_seconds)")
     print(f"results: {run_dir}/{runs.RESULTS} and {runs.METADATA}")
     return 0
 
@@ -191,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "verify":
         from . import verify
 
-        return run_cli(verify.main, argv[1:], prog="mathbench verify")
+        return run_cli(verify.main, argv[1:], prog="mathbench verify", interrupted="interrupted")
     if argv and argv[0] == "accuracy":
         from . import accuracy_cli
 
         return run_cli(accuracy_cli.main, argv[1:], prog="mathbench accuracy")
     if argv and argv[0] == "compare":
-        return run_cli(main_compare, argv[1:], prog="mathbench compare")
+        return run_cli(main_compare, argv[1:], prog="mathbench compare", interrupted="interrupted")
     if argv and argv[0] == "report":
-        return run_cli(main_report, argv[1:], prog="mathbench report")
-    return run_cli(main_bench, argv, prog="mathbench")
+        return run_cli(main_report, argv[1:], prog="mathbench report", interrupted="interrupted")
+    return run_cli(main_bench, argv, prog="mathbench", interrupted="interrupted")

@@ -13,8 +13,13 @@ class UsageError(Exception):
 EXIT_USAGE = 2
 
 
-def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None, prog: str = "mathbench") -> int:
-    """Call ``main(argv)``; turn UsageError (and the registry's UnknownName) into one line + 2."""
+RESUMABLE = "interrupted; finished rows are saved, run again with the same --out to resume"
+
+
+def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None, prog: str = "mathbench",
+            interrupted: str = RESUMABLE) -> int:
+    """Call ``main(argv)``; turn UsageError (and the registry's UnknownName) into one line + 2, and
+    Ctrl-C into one line + 130: ``interrupted``, or the message a KeyboardInterrupt carries."""
     from .registry import UnknownName
 
     try:
@@ -22,9 +27,8 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None, pro
     except (UsageError, UnknownName) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished rows are saved, run again with the same --out to resume",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"{prog}: {e.args[0] if e.args else interrupted}", file=sys.stderr)
         return 130
 
 

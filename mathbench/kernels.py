@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import platform
 import re
 import sys
@@ -130,9 +131,18 @@ def _simd_cache_path() -> Path:
 
 
 def _load_simd_cache() -> dict:
+    """The saved SIMD facts; a damaged file (truncated, not a JSON object) is discarded and the
+    facts are worked out again."""
+    path = _simd_cache_path()
     try:
-        return json.loads(_simd_cache_path().read_text())
-    except (OSError, ValueError):
+        cache = json.loads(path.read_text())
+        if not isinstance(cache, dict) or not all(isinstance(v, dict) for v in cache.values()):
+            raise ValueError("not a JSON object of objects")
+        return cache
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        codegen.discard(path, e)
         return {}
 
 
@@ -155,9 +165,12 @@ def _kernel_simd(dispatcher, sig) -> dict:
     cache = _load_simd_cache()
     cache[key] = info
     path = _simd_cache_path()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-    tmp.replace(path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent runs never share one
+    try:
+        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        tmp.replace(path)
+    except OSError:  # a full disk costs a recomputation next run, not this run
+        tmp.unlink(missing_ok=True)
     return info
 
 
@@ -208,12 +221,13 @@ def copy_dispatcher(parallel: bool):
     return getattr(_module(), f"k_copy__{'par' if parallel else 'ser'}")
 
 
-def _compile(dispatcher, dtype: str) -> tuple[float, bool, tuple]:
-    """Compile (or load from cache) for 1-D contiguous arrays of dtype; return (seconds, hit, sig)."""
+def _compile(dispatcher, dtype: str, scalar=None) -> tuple[float, bool, tuple]:
+    """Compile (or load from cache) for 1-D contiguous arrays of dtype; return (seconds, hit, sig).
+    A damaged cache file of the kernel or of the ``scalar`` function it calls is replaced."""
     nt = numba.from_dtype(np.dtype(dtype))
     sig = (numba.types.Array(nt, 1, "C"), nt, numba.types.Array(nt, 1, "C"))
     t0 = time.perf_counter()
-    dispatcher.compile(sig)
+    codegen.compile_cached(dispatcher, sig, [scalar] if scalar is not None else [])
     seconds = time.perf_counter() - t0
     hit = bool(dispatcher.stats.cache_hits.get(sig))
     return seconds, hit, sig
@@ -232,7 +246,7 @@ def get(function: str, impl: str, form: str, dtype: str, parallel: bool = False)
     k = Kernel(function, impl, im.backend, form, dtype, parallel, None, p, libm=im.libm, note=im.note)
     if im.backend == "numba":
         disp = numba_dispatcher(fn, parallel)
-        k.compile_seconds, k.cache_hit, sig = _compile(disp, dtype)
+        k.compile_seconds, k.cache_hit, sig = _compile(disp, dtype, None if is_array_kernel(fn) else fn)
         k.call = disp
         k.__dict__.update(_kernel_simd(disp, sig))
     elif im.backend == "numpy":

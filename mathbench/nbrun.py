@@ -3,6 +3,7 @@ fails. The tox environment ``notebooks`` runs this against the committed referen
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,6 +11,17 @@ from .nbtools import project_root
 
 
 def run(paths: list[Path], timeout: int = 600) -> int:
+    from traitlets.config import Config
+
+    # The kernel is local: IPC sockets instead of TCP, which ipykernel >= 7 warns about once per
+    # notebook ("running over TCP without encryption"). Their files get an absolute path: the
+    # default is relative, and the kernel runs in the notebook's folder, not ours.
+    with tempfile.TemporaryDirectory(prefix="mathbench-nbrun-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+        return _run(paths, timeout, config)
+
+
+def _run(paths: list[Path], timeout: int, config) -> int:
     import nbclient
     import nbformat
 
@@ -18,7 +30,7 @@ def run(paths: list[Path], timeout: int = 600) -> int:
         nb = nbformat.read(path, as_version=4)
         t0 = time.perf_counter()
         try:
-            nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+            nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
                                     resources={"metadata": {"path": str(path.parent)}}).execute()
         except nbclient.exceptions.CellExecutionError as e:
             failed += 1

@@ -18,16 +18,25 @@ def serial(df: pd.DataFrame) -> pd.DataFrame:
     return df[~_bool(df["parallel"])]
 
 
-_COLORS = plt.cm.tab20.colors  # more lines than the default 10-colour cycle tells apart
+_COLORS = plt.cm.tab20.colors
 _STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 markers against 10 colours: 70 distinct pairs
 
 
-def _band(ax, x, mid, lo, hi, label, **kw):
+def _style(i: int) -> dict:
+    """Line i's colour, marker and line style: no two of the first 70 lines share all three, so
+    lines stay distinguishable beyond the 10 colours the eye tells apart."""
+    return dict(color=_COLORS[2 * (i % 10) + (i // 10) % 2], marker=_MARKERS[i % len(_MARKERS)],
+                ls=_STYLES[(i // 10) % len(_STYLES)])
+
+
+def _band(ax, x, mid, lo, hi, label, i=None, **kw):
+    """A line with its interval as a band; ``i`` picks the style (default: the axes' line count),
+    so the same label can keep one style across panels."""
     if "color" not in kw:
-        n = len(ax.get_lines())
-        kw.setdefault("color", _COLORS[(2 * n) % 20 if n < 10 else (2 * n + 1) % 20])
-        kw.setdefault("ls", _STYLES[(n // 10) % 4])
-    line, = ax.plot(x, mid, marker="o", ms=3, label=label, **kw)
+        kw = {**_style(len(ax.get_lines()) if i is None else i), **kw}
+    kw.setdefault("marker", "o")
+    line, = ax.plot(x, mid, ms=4, label=label, **kw)
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     return line
 
@@ -39,18 +48,31 @@ def cost_vs_size(df: pd.DataFrame, form: str = "forward", functions=None):
     functions = functions or [f for f in d["function"].unique() if f not in ("copy", "plus")]
     dtypes = sorted(d["dtype"].unique())
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 4.5), sharey=True, squeeze=False)
+    d = d[d["function"].isin(list(functions) + ["copy"])]
+    order = _line_order(d)
     for ax, dtype in zip(axes[0], dtypes):
-        for (fn, impl), g in d[(d["dtype"] == dtype) & d["function"].isin(list(functions) + ["copy"])] \
-                .groupby(["function", "impl"], sort=False):
+        for (fn, impl), g in d[d["dtype"] == dtype].groupby(["function", "impl"], sort=False):
             g = g.sort_values("size")
             style = dict(color="k", ls=":") if fn == "copy" else {}
-            _band(ax, g["size"], g["ns_per_element"], g["ns_lo"], g["ns_hi"], f"{fn} / {impl}", **style)
+            _band(ax, g["size"], g["ns_per_element"], g["ns_lo"], g["ns_hi"], f"{fn} / {impl}", order[fn, impl],
+                  **style)
         ax.set(xscale="log", yscale="log", xlabel="elements", title=f"{form}, {dtype}, serial")
         ax.grid(True, which="both", alpha=0.3)
+        _legend_below(ax)
     axes[0][0].set_ylabel("ns per element (median, 95% CI)")
-    axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def _legend_below(ax) -> None:
+    """A legend on every panel (its lines named where they are drawn), under it: with 16 lines no
+    corner of the plot is free."""
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+
+
+def _line_order(d: pd.DataFrame) -> dict:
+    """(function, impl) -> style index, the same in every panel of a figure."""
+    return {k: i for i, k in enumerate(dict.fromkeys(zip(d["function"], d["impl"])))}
 
 
 def speedup_vs_size(df: pd.DataFrame, column: str = "speedup_vs_np_tanh", form: str = "forward"):
@@ -58,15 +80,16 @@ def speedup_vs_size(df: pd.DataFrame, column: str = "speedup_vs_np_tanh", form: 
     d = serial(df[(df["form"] == form) & df[column].notna() & ~df["function"].isin(["copy", "plus"])])
     dtypes = sorted(d["dtype"].unique())
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 4.5), sharey=True, squeeze=False)
+    order = _line_order(d)
     for ax, dtype in zip(axes[0], dtypes):
         for (fn, impl), g in d[d["dtype"] == dtype].groupby(["function", "impl"], sort=False):
             g = g.sort_values("size")
-            _band(ax, g["size"], g[column], g[f"{column}_lo"], g[f"{column}_hi"], f"{fn} / {impl}")
+            _band(ax, g["size"], g[column], g[f"{column}_lo"], g[f"{column}_hi"], f"{fn} / {impl}", order[fn, impl])
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="elements", title=f"{form}, {dtype}, serial")
         ax.grid(True, which="both", alpha=0.3)
+        _legend_below(ax)
     axes[0][0].set_ylabel(column.replace("_", " ") + " (paired, 95% CI)")
-    axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -101,13 +124,37 @@ def speed_vs_accuracy(df: pd.DataFrame, size: int, dtype: str = "float32", form:
     for _, r in d.iterrows():
         ax.errorbar(max(r["max_ulp"], 0.1), r["ns_per_element"],
                     yerr=[[r["ns_per_element"] - r["ns_lo"]], [r["ns_hi"] - r["ns_per_element"]]], fmt="o")
-        ax.annotate(f"{r['function']}/{r['impl']}", (max(r["max_ulp"], 0.1), r["ns_per_element"]),
-                    fontsize=7, xytext=(4, 2), textcoords="offset points")
     ax.set(xscale="log", yscale="log", xlabel="max error, ULP (vs mpmath; ISRU etc. against their own formula)",
            ylabel="ns per element", title=f"speed vs accuracy, {form}, {dtype}, n = {size:,}")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
+    label_apart(ax, np.column_stack([np.maximum(d["max_ulp"], 0.1), d["ns_per_element"]]),
+                [f"{f}/{i}" for f, i in zip(d["function"], d["impl"])])
     return fig
+
+
+def label_apart(ax, points: np.ndarray, texts: list, fontsize: float = 7) -> list:
+    """Label each point to its right, nudging a label up just enough to clear the labels placed
+    before it (lowest point first), with a thin leader line back to its point: implementations
+    of equal speed and error would otherwise print their names on top of each other."""
+    ax.autoscale_view()
+    px = ax.transData.transform(points)  # display pixels (with the final scales and limits)
+    pt = ax.figure.dpi / 72  # pixels per point
+    height = 1.3 * fontsize * pt
+    placed, out = [], []  # (x0, x1, y) of placed labels, in pixels
+    for k in np.argsort(px[:, 1], kind="stable"):
+        x0 = px[k, 0] + 4 * pt
+        x1 = x0 + 0.6 * fontsize * pt * len(texts[k])  # a generous width estimate
+        y = px[k, 1]
+        for a0, a1, b in sorted(placed, key=lambda t: t[2]):
+            if a0 < x1 and x0 < a1 and abs(y - b) < height:
+                y = b + height
+        placed.append((x0, x1, y))
+        dy = (y - px[k, 1]) / pt
+        out.append(ax.annotate(texts[k], tuple(points[k]), xytext=(4, dy + 2), textcoords="offset points",
+                               fontsize=fontsize, va="bottom",
+                               arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if dy > 0 else None))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

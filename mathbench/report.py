@@ -45,14 +45,16 @@ def _near(sizes, target) -> int:
 
 
 def summary(df: pd.DataFrame, size: int | None = None) -> str:
-    """One table per dtype at one size (default: closest to 1e5), serial rows, plus the
-    parallel speedup at the largest size and the seed-style relative-cost table."""
+    """One table per dtype at one size (default: closest to 1e5), serial rows (parallel rows in
+    a run without serial ones), plus the parallel speedup at the largest size and the seed-style
+    relative-cost table."""
     out = []
     sizes = sorted(df["size"].unique())
     n = size or _near(sizes, 100_000)
+    par = df["parallel"].astype(str).eq("True")
+    has_serial = bool((~par).any())
     for dtype in sorted(df["dtype"].unique()):
-        d = df[(df["dtype"] == dtype) & (df["size"] == n) & (~df["parallel"].astype(bool))
-               & (df["function"] != "copy")]
+        d = df[(df["dtype"] == dtype) & (df["size"] == n) & (par != has_serial) & (df["function"] != "copy")]
         rows = []
         for _, r in d.iterrows():
             acc = "-" if pd.isna(r.get("max_ulp")) else (
@@ -62,12 +64,14 @@ def summary(df: pd.DataFrame, size: int | None = None) -> str:
                          _ci(r, "speedup_vs_tanh", "speedup_vs_tanh_lo", "speedup_vs_tanh_hi", suffix="x"),
                          _ci(r, "speedup_vs_np_tanh", "speedup_vs_np_tanh_lo", "speedup_vs_np_tanh_hi", suffix="x"),
                          _fmt(r.get("roof_fraction")), _simd(r), acc])
-        out.append(f"\n{dtype}, n = {n:,}, serial (1 thread); medians with bootstrap 95% intervals")
+        mode = ("serial (1 thread)" if has_serial else
+                f"parallel ({int(d['threads'].max())} threads)" if len(d) else "parallel")
+        out.append(f"\n{dtype}, n = {n:,}, {mode}; medians with bootstrap 95% intervals")
         out.append(table(rows, ["function", "form", "implementation", "ns/element", "speedup vs tanh",
                                 "vs np.tanh", "roof", "SIMD", "max error ULP / abs"]))
     big = max(sizes)
-    p = df[(df["size"] == big) & (df["parallel"].astype(bool)) & (df["function"] != "copy")]
-    if len(p):
+    p = df[(df["size"] == big) & par & (df["function"] != "copy")]
+    if len(p) and has_serial:
         rows = [[r["dtype"], r["function"], r["form"], r["impl"], int(r["threads"]),
                  _ci(r, "speedup_vs_serial", "speedup_vs_serial_lo", "speedup_vs_serial_hi", suffix="x"),
                  _fmt(r.get("roof_fraction"))] for _, r in p.iterrows()]
@@ -105,9 +109,7 @@ def compare(dir_a: str, dir_b: str) -> tuple[pd.DataFrame, str]:
     a, meta_a = runs.load_run(dir_a)
     b, meta_b = runs.load_run(dir_b)
     for name, d in (("first", a), ("second", b)):
-        missing = [c for c in KEY + ["ns_per_element", "ns_lo", "ns_hi"] if c not in d.columns]
-        if missing:
-            raise UsageError(f"the {name} run folder is not a mathbench run (missing columns: {', '.join(missing)})")
+        _require(d, KEY + ["ns_per_element", "ns_lo", "ns_hi"], f"the {name} run folder")
     m = a.merge(b, on=KEY, suffixes=("_a", "_b"))
     if m.empty:
         raise UsageError("the two runs have no rows in common (function, form, impl, dtype, size, threads)")
@@ -123,16 +125,43 @@ def compare(dir_a: str, dir_b: str) -> tuple[pd.DataFrame, str]:
             f"B = {dir_b} ({meta_b.get('cpu', {}).get('model')}, {meta_b.get('created')})\n"
             "speedup = time A / time B (>1: B faster); * = the 95% intervals do not overlap\n")
     text = head + table(rows, ["function", "form", "impl", "dtype", "size", "threads", "ns A", "ns B",
-                               "speedup of B", ""])
+                               "speedup of B", "differs"])
     return m[KEY + ["ns_per_element_a", "ns_per_element_b", "speedup", "speedup_lo", "speedup_hi", "differs"]], text
 
 
+#: the columns summary() and kernel_findings() index; other columns are optional (shown as "-")
+SUMMARY_COLUMNS = KEY + ["backend", "ns_per_element", "ns_lo", "ns_hi", "roof_fraction", "roof_lo", "roof_hi",
+                         "cost_vs_plus", *[f"speedup_vs_{b}{e}" for b in ("tanh", "np_tanh", "numpy", "serial")
+                                           for e in ("", "_lo", "_hi")]]
+
+
+def _require(df: pd.DataFrame, columns: list, what) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UsageError(f"{what} is not a mathbench run, or is from another version "
+                         f"(missing columns: {', '.join(missing)})")
+
+
 def load_summary(run_dir) -> str:
+    """The summary and the findings of a run. An unfinished run (interrupted, or still running:
+    metadata ``finished`` is not true) is labelled incomplete and no target is judged on it."""
     df, meta = runs.load_run(run_dir)
-    if "ns_per_element" not in df.columns:
-        raise UsageError(f"{run_dir} is not a mathbench kernel run")
-    findings = kernel_findings(df)
-    return summary(df) + ("\n\nfindings:\n" + "\n".join(f"- {f}" for f in findings) if findings else "")
+    _require(df, SUMMARY_COLUMNS, run_dir)
+    if df.empty:
+        raise UsageError(f"{run_dir} has no finished rows (interrupted or still running before its first group)")
+    head, findings = "", kernel_findings(df)
+    if meta.get("finished") is not True:
+        head, findings = (f"INCOMPLETE run (interrupted or still running): {df.groupby(['dtype', 'size']).ngroups} "
+                          "(dtype, size) groups finished; no target is judged\n"), []
+    return (head + summary(df) + ("\n\nfindings:\n" + "\n".join(f"- {f}" for f in findings) if findings else "")
+            + run_warnings(df, meta))
+
+
+def run_warnings(df: pd.DataFrame, meta: dict) -> str:
+    """One line each when the machine was not quiet or the kernel timings look unstable ("" if neither)."""
+    lines = [w for w in (runs.machine_warning(meta),
+                         runs.unstable_warning(df, "ns_per_element", "ns_lo", "ns_hi", "ns/element")) if w]
+    return "\n\n" + "\n".join(lines) if lines else ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,8 +182,7 @@ def _x(r, col) -> str:
 def kernel_findings(df: pd.DataFrame) -> list[str]:
     """The issue's speed targets and the seed's claim, checked against one run."""
     out = []
-    sizes = sorted(df["size"].unique())
-    n5 = _near(sizes, 100_000)
+    n5 = 100_000  # the targets' sizes: a run that did not measure them is not judged on them
     base = dict(form="forward", dtype="float32", size=n5, parallel=False)
     isru = _pick(df, function="isru", impl="numba", **base)
     rat = _pick(df, function="tanh", impl="numba_rational", **base)
@@ -185,7 +213,7 @@ def kernel_findings(df: pd.DataFrame) -> list[str]:
                    f"{len(nb)} rows at least as fast (interval reaching 1.0 or above); slowest "
                    f"{worst['function']}/{worst['form']}/{worst['impl']} {worst['dtype']} n={int(worst['size']):,}: "
                    f"{_x(worst, 'speedup_vs_numpy')}.")
-    big = max(sizes)
+    big = 10_000_000
     roof = _pick(df, function="isru", impl="numba", form="forward", dtype="float32", size=big, parallel=False)
     if len(roof) and not pd.isna(roof.iloc[0]["roof_fraction"]):
         r = roof.iloc[0]

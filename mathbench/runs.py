@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
+import itertools
 import json
 import os
 import platform
@@ -25,12 +26,13 @@ METADATA = "metadata.json"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_results_dir() -> Path:
-    """``results/`` of the source checkout when run from one, else ./results."""
+def default_runs_dir() -> Path:
+    """Where runs without ``--out`` go: ``runs/`` of the source checkout when run from one (ignored
+    by git; the committed reference runs live in ``results/``), else ./runs."""
     root = PROJECT_ROOT
     if (root / "pyproject.toml").exists() and (root / "results").is_dir():
-        return root / "results"
-    return Path.cwd() / "results"
+        return root / "runs"
+    return Path.cwd() / "runs"
 
 
 def _writable_parent(path: Path) -> None:
@@ -41,23 +43,53 @@ def _writable_parent(path: Path) -> None:
         raise UsageError(f"cannot write to {path}: {parent} is not writable")
 
 
-def new_run_dir(kind: str, out: Optional[str] = None, resume: bool = False) -> Path:
-    """Create the folder for a new run and return it.
+#: Created exclusively (O_EXCL) in a new run folder: of two processes handed the same empty folder
+#: only one gets it. Removed when the first metadata.json is written, which then marks it as taken.
+CLAIM = ".claimed"
 
-    ``out=None``: ``results/<kind>-<timestamp>`` (suffixed ``-2``, ``-3``... if taken).
+
+def _claim(path: Path) -> bool:
+    try:
+        fd = os.open(path / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise UsageError(f"cannot write to {path}: {e.strerror or e}") from None
+    os.close(fd)
+    return True
+
+
+def _mkdir(path: Path, exist_ok: bool) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise UsageError(f"cannot create {path}: {e.strerror or e}") from None
+
+
+def new_run_dir(kind: str, out: Optional[str] = None, resume: bool = False) -> Path:
+    """Create the folder for a new run and return it; safe against concurrent processes.
+
+    ``out=None``: ``runs/<kind>-<timestamp>`` (suffixed ``-2``, ``-3``... if taken), made with an
+    exclusive mkdir, so two processes started in the same second get different folders.
     ``out`` given: it must not hold an earlier run, unless ``resume`` is True and it is a run
-    folder of the same kind (then it is reused and its finished rows are kept).
+    folder of the same kind (then it is reused and its finished rows are kept); an existing empty
+    folder is claimed exclusively (CLAIM).
     """
     if out is None:
-        base = default_results_dir()
+        base = default_runs_dir()
+        _writable_parent(base)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = base / f"{kind}-{stamp}"
-        n = 2
-        while path.exists():
-            path = base / f"{kind}-{stamp}-{n}"
-            n += 1
-    else:
-        path = Path(out)
+        for n in itertools.count(1):
+            path = base / (f"{kind}-{stamp}" if n == 1 else f"{kind}-{stamp}-{n}")
+            try:
+                _mkdir(path, exist_ok=False)
+            except FileExistsError:
+                continue
+            if _claim(path):
+                return path
+    path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()):
@@ -69,14 +101,25 @@ def new_run_dir(kind: str, out: Optional[str] = None, resume: bool = False) -> P
         meta = read_metadata(path)
         if meta.get("kind") != kind:
             raise UsageError(f"--out {path} is a {meta.get('kind')!r} run, not a {kind} run")
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"cannot write to {path}")
+        return path
     _writable_parent(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create {path}: {e.strerror or e}") from None
+    _mkdir(path, exist_ok=True)
     if not os.access(path, os.W_OK):
         raise UsageError(f"cannot write to {path}")
+    if not _claim(path):
+        raise UsageError(f"--out {path} was just taken by another run; choose a new folder")
     return path
+
+
+def abandon(run_dir: Path) -> None:
+    """Remove a run folder that never received its metadata (e.g. the disk was full)."""
+    (Path(run_dir) / CLAIM).unlink(missing_ok=True)
+    try:
+        Path(run_dir).rmdir()
+    except OSError:
+        pass  # not empty: keep whatever is there
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +142,8 @@ def _cpu() -> dict:
     return info
 
 
-def _git() -> dict:
+def git_state() -> dict:
+    """Commit and whether tracked files differ from it (reference runs come from a clean tree)."""
     try:
         run = lambda *a: subprocess.run(["git", *a], cwd=PROJECT_ROOT, capture_output=True, text=True,  # noqa: E731
                                         timeout=5)
@@ -142,23 +186,160 @@ def machine_metadata() -> dict:
     }
 
 
+def _read(path) -> Optional[str]:
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cpufreq() -> Optional[dict]:
+    """Governor, driver and frequencies from cpufreq sysfs (None where the kernel or a VM does
+    not expose it); ``cpuinfo_mhz`` from /proc/cpuinfo, which VMs often still report."""
+    def mhz(path) -> Optional[float]:  # sysfs gives kHz
+        v = _read(path)
+        return int(v) / 1000 if v and v.isdigit() else None
+
+    cpus = sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq"), key=lambda p: int(p.parent.name[3:]))
+    per_cpu = [{"cpu": int(p.parent.name[3:]), "governor": _read(p / "scaling_governor"),
+                "cur_mhz": mhz(p / "scaling_cur_freq"), "max_mhz": mhz(p / "scaling_max_freq")} for p in cpus]
+    cpuinfo = [float(line.split(":")[1]) for line in (_read("/proc/cpuinfo") or "").splitlines()
+               if line.startswith("cpu MHz")]
+    if not per_cpu and not cpuinfo:
+        return None
+    return {"governors": sorted({c["governor"] for c in per_cpu if c["governor"]}),
+            "driver": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_driver"),
+            "boost": _read("/sys/devices/system/cpu/cpufreq/boost"),
+            "intel_no_turbo": _read("/sys/devices/system/cpu/intel_pstate/no_turbo"),
+            "per_cpu": per_cpu, "cpuinfo_mhz": cpuinfo}
+
+
+def _proc_times() -> dict:
+    """pid -> (name, parent pid, user + system CPU ticks) for every readable process."""
+    out = {}
+    for p in Path("/proc").glob("[0-9]*"):
+        stat = _read(p / "stat")
+        if not stat:
+            continue
+        # the name is parenthesised and may contain spaces: split after its closing parenthesis
+        name = stat[stat.find("(") + 1:stat.rfind(")")]
+        f = stat[stat.rfind(")") + 2:].split()
+        try:
+            out[int(p.name)] = (name, int(f[1]), int(f[11]) + int(f[12]))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+BUSY_PERCENT = 20.0  # % of one core: a process using more competes with the benchmark
+
+
+def busy_processes(interval: float = 0.2, threshold: float = BUSY_PERCENT, top: int = 5) -> Optional[list]:
+    """Other processes using at least ``threshold`` % of a core over ``interval`` seconds, busiest
+    first; this process and its descendants (worker processes) are not "other". None without /proc."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    import time
+
+    t0 = _proc_times()
+    time.sleep(interval)
+    t1 = _proc_times()
+    ours = {os.getpid()}
+    grew = True
+    while grew:  # close the set of our descendants
+        new = {pid for pid, (_, ppid, _) in t1.items() if ppid in ours} - ours
+        ours |= new
+        grew = bool(new)
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = []
+    for pid, (name, _, ticks) in t1.items():
+        if pid in ours or pid not in t0:
+            continue
+        pct = 100.0 * (ticks - t0[pid][2]) / tick / interval
+        if pct >= threshold:
+            busy.append({"pid": pid, "name": name, "cpu_percent": round(pct, 1)})
+    return sorted(busy, key=lambda b: -b["cpu_percent"])[:top]
+
+
+def machine_state() -> dict:
+    """What the machine was doing besides us, now (recorded before and after a run)."""
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    return {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "load_average": load, "busy_processes": busy_processes(), "cpufreq": _cpufreq()}
+
+
+def record_end_state(meta: dict) -> None:
+    """Add the machine state after the run; runners call this just before the final metadata write."""
+    meta.setdefault("machine_state", {})["after"] = machine_state()
+
+
 def metadata(kind: str, argv: Iterable[str], **extra) -> dict:
+    """The sidecar's common part. ``git.dirty``: reference runs must come from a clean tree;
+    ``machine_state.before`` (``.after`` via ``record_end_state``): was the machine quiet?"""
     return {
         "kind": kind,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name if sys.argv else kind, *argv]),
         "argv": list(argv),
-        "git": _git(),
+        "git": git_state(),
         **machine_metadata(),
+        "machine_state": {"before": machine_state()},
         **extra,
     }
 
 
+QUIET_LOAD_PER_CORE = 0.5  # 1-minute load average per core before a run on an otherwise idle machine
+UNSTABLE_WIDTH = 0.2  # a 95% interval wider than this fraction of its median is "wide"
+UNSTABLE_SHARE = 0.1  # ... and more than this share of rows with wide intervals is "unstable"
+
+
+def machine_warning(meta: dict) -> Optional[str]:
+    """One line when the metadata says the machine was not quiet, else None."""
+    state = meta.get("machine_state") or {}
+    cores = meta.get("cores") or os.cpu_count() or 1
+    why = []
+    load = (state.get("before") or {}).get("load_average")
+    if load and load[0] > QUIET_LOAD_PER_CORE * cores:
+        why.append(f"load average {load[0]:.2f} on {cores} cores before the run")
+    busy = {b["pid"]: b for s in ("before", "after") for b in ((state.get(s) or {}).get("busy_processes") or [])}
+    if busy:
+        why.append("other busy processes: " + ", ".join(f"{b['name']} ({b['pid']}, {b['cpu_percent']:.0f}%)"
+                                                        for b in list(busy.values())[:3]))
+    if not why:
+        return None
+    return f"warning: the machine was not quiet ({'; '.join(why)}); timings may be slow or noisy"
+
+
+def unstable_warning(df, mid: str, lo: str, hi: str, what: str) -> Optional[str]:
+    """One line when many rows have wide intervals (``(hi - lo) / mid``), else None."""
+    d = df[[mid, lo, hi]].dropna() if all(c in df.columns for c in (mid, lo, hi)) else df.iloc[:0]
+    d = d[d[mid] > 0]
+    if d.empty:
+        return None
+    width = (d[hi] - d[lo]) / d[mid]
+    wide = int((width > UNSTABLE_WIDTH).sum())
+    if wide <= UNSTABLE_SHARE * len(d):
+        return None
+    return (f"warning: results look unstable: {wide} of {len(d)} rows have a 95% interval of {what} wider than "
+            f"{UNSTABLE_WIDTH:.0%} of the median (widest {width.max():.0%}); repeat the run on a quiet machine")
+
+
 def write_json(path: Path, data: dict) -> None:
-    """Atomic write: a reader never sees half a file."""
+    """Atomic write: a reader never sees half a file, and a failed write (a full disk) leaves the
+    previous version and no temporary file behind (UsageError)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    if path.name == METADATA:
+        (path.parent / CLAIM).unlink(missing_ok=True)  # metadata now marks the folder as taken
 
 
 def read_metadata(run_dir: Path) -> dict:
@@ -175,8 +356,9 @@ def read_metadata(run_dir: Path) -> dict:
 
 
 class ResultsWriter:
-    """Append rows to ``results.csv`` one at a time, flushed to disk after each, so an
-    interrupted run keeps every finished row. A torn last line (killed mid-write) is dropped
+    """Append rows to ``results.csv`` one at a time, each written whole and fsynced, so an
+    interrupted run keeps every finished row. A row that cannot be written whole (a full disk) is
+    cut off again and reported as a UsageError; a torn last line (killed mid-write) is dropped
     when the file is reopened."""
 
     def __init__(self, run_dir: Path, columns: list[str]):
@@ -185,11 +367,13 @@ class ResultsWriter:
         existing = self.path.exists() and self.path.stat().st_size > 0
         if existing:
             self._repair()
-        self._fh = open(self.path, "a", newline="")
-        self._w = csv.DictWriter(self._fh, fieldnames=self.columns, extrasaction="raise")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if not existing:
-            self._w.writeheader()
-            self._flush()
+            try:
+                self._append(self.columns)
+            except UsageError:
+                self.close()
+                raise
 
     def _repair(self) -> None:
         text = self.path.read_text()
@@ -200,16 +384,32 @@ class ResultsWriter:
         if header != self.columns:
             raise UsageError(f"{self.path} has different columns; it was written by another version")
 
-    def _flush(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+    def _append(self, cells: list) -> None:
+        line = io.StringIO()
+        csv.writer(line).writerow(cells)  # "\r\n"-terminated, as before
+        data = memoryview(line.getvalue().encode())
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, start)  # no torn row: back to the last whole line
+            except OSError:
+                pass
+            raise UsageError(f"cannot write {self.path}: {e.strerror or e} (the rows before are kept)") from None
 
     def write(self, row: dict) -> None:
-        self._w.writerow({k: _cell(row.get(k)) for k in self.columns})
-        self._flush()
+        extra = set(row) - set(self.columns)
+        if extra:
+            raise ValueError(f"row has columns not in {RESULTS}: {sorted(extra)}")
+        self._append([_cell(row.get(k)) for k in self.columns])
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self):
         return self
@@ -226,6 +426,23 @@ def _cell(v):
     return v
 
 
+def _whole_rows(path: Path) -> str:
+    """The text of a results file without torn rows (cut mid-line by a crash, or with the wrong
+    number of fields), which are dropped with one warning line on stderr."""
+    text = path.read_text()
+    lines = text.split("\n")
+    tail = lines.pop()  # "" if the file ends with a newline; else a row cut mid-line
+    if not lines:
+        return text
+    width = len(next(csv.reader([lines[0]]), []))
+    whole = [lines[0]] + [ln for ln in lines[1:] if len(next(csv.reader([ln]), [])) == width]
+    torn = len(lines) - len(whole) + (tail != "")
+    if torn:
+        print(f"warning: {path}: dropped {torn} torn row{'s' if torn > 1 else ''} (cut mid-line)",
+              file=sys.stderr)
+    return "\n".join(whole) + "\n"
+
+
 def read_rows(run_dir: Path):
     """The finished rows of a run as a pandas DataFrame (UsageError if missing or malformed)."""
     import pandas as pd
@@ -236,7 +453,7 @@ def read_rows(run_dir: Path):
     if not path.exists():
         raise UsageError(f"{run_dir} is not a run folder: no {RESULTS}")
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(io.StringIO(_whole_rows(path)))
     except Exception as e:  # pandas raises several parser error types
         raise UsageError(f"{path} is malformed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 

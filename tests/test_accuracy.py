@@ -223,7 +223,7 @@ def test_measure_real_kernel():
     m = accuracy.measure(k)
     assert KEYS <= set(m)
     assert m["within_bound"] and m["n_points"] == len(accuracy.grid("tanh", "forward", F32))
-    assert m["bound_ulp"] == 2 and 0 < m["max_ulp"] <= 2
+    assert m["bound_ulp"] == 2.5 and 0 < m["max_ulp"] <= 2.5  # glibc tanhf: 2.19 ulp at worst (every float32)
 
 
 def test_measure_numpy_kernel_and_other_form():

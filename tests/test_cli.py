@@ -65,6 +65,10 @@ def test_quick_run_writes_tidy_csv_and_metadata(quick_run):
     assert meta["versions"]["numba"] and meta["command"].startswith("python -m mathbench")
     assert meta["timing"]["compile_wall_seconds"] >= 0
     assert "speedup vs tanh" in proc.stdout and "relative cost" in proc.stdout
+    # stderr is a pipe, not a terminal: sparse plain progress lines, not silence and not a bar
+    progress = proc.stderr.splitlines()
+    assert "timing: start, 2" in progress and len(progress) < 40, proc.stderr
+    assert [line.split(":")[0] for line in progress if "start" in line] == ["compile", "accuracy", "timing"]
 
 
 def test_compare_two_runs(quick_run, tmp_path, capsys):
