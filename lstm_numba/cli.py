@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
+from pathlib import Path
 
 from mathbench import registry, runs, threads
 from mathbench.cliargs import choices, positive_ints, progress_factory, split_list
 from mathbench.errors import ArgumentParser, UsageError, run_cli
 
-from . import sweep
+from . import data as D, sweep
 
 PROG = "lstm_numba"
 
@@ -30,7 +32,10 @@ thread count.
 
 Output: results/lstm-TIMESTAMP/ (or --out DIR) with results.csv, one row per configuration x
 variant written as each configuration finishes, and metadata.json. Running again with the same
---out resumes: finished configurations are skipped, an interrupted one is redone.
+--out resumes: finished configurations are skipped, an interrupted one is redone; a folder
+measured by other code (sources or numeric library versions differ) is refused unless
+--resume-anyway. metadata.json records every session (command, commit, dirty tree, code version,
+machine load before and after).
 
 tasks:
   lm        character language model: embedded English-like corpus, or --data FILE (UTF-8 text;
@@ -43,7 +48,7 @@ subcommands:
   lstm_numba report RUN          print the summary table of an earlier run folder
   lstm_numba train --save M.npz  train one model and save it (see train -h)
   lstm_numba generate M.npz      sample text from a saved language model
-  lstm_numba predict M.npz       held-out metrics of a saved model (occupancy: --occupancy-test FILE)
+  lstm_numba predict M.npz       held-out metrics of a saved model on the data it was trained on
 """
 
 EPILOG = """\
@@ -64,8 +69,16 @@ def _threads(text: str) -> list[int]:
     vals = positive_ints(",".join(toks), "threads")
     for t in vals:
         if t > n:
-            raise UsageError(f"--threads {t}: out of range 1..{n} (this machine's cores)")
+            raise UsageError(f"--threads {t}: out of range 1..{n} ({_thread_cap(n)})")
     return sorted(vals)
+
+
+def _thread_cap(n: int) -> str:
+    """What caps the thread count: always Numba's NUMBA_NUM_THREADS, which defaults to the cores
+    Numba sees but may have been set (lower or higher) in the environment."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return f"NUMBA_NUM_THREADS={n} in the environment caps Numba's threads"
+    return f"NUMBA_NUM_THREADS caps Numba's threads; it defaults to the {n} cores Numba sees"
 
 
 def _positive(v, name: str, kind=int):
@@ -116,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="run folder (default results/lstm-TIMESTAMP); an existing "
                    "lstm run folder is resumed")
+    g.add_argument("--resume-anyway", action="store_true", help="resume an --out folder measured by another "
+                   "code version (sources or library versions differ); without it that is refused")
     g.add_argument("--quick", action="store_true", help="smoke sweep: lm and classify, 1 layer, hidden 16,32, "
                    "float32, 1 thread, 12 steps, 2 repeats")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -189,14 +204,18 @@ def main_sweep(argv: list[str]) -> int:
         return 0
     s = make_settings(args)
     t0 = time.perf_counter()
-    run_dir, ids = sweep.run(s, args.out, argv, progress_factory(args.no_progress))
-    df = runs.read_rows(run_dir)
+    run_dir, ids, session = sweep.run(s, args.out, argv, progress_factory(args.no_progress), args.resume_anyway)
+    df, meta = runs.load_run(run_dir)
     print(sweep.summary(df, ids))
     if not sweep.use_peer(s):
         why = "--peers off" if s.peers == "off" else "torch is not installed; pip install -e '.[peers]'"
         print(f"\n(no torch peer rows: {why})")
-    print(f"\n{len(ids)} configurations in {time.perf_counter() - t0:.1f} s; "
-          f"results: {run_dir}/{runs.RESULTS} and {runs.METADATA}")
+    for line in sweep.status(df, meta):
+        print(line)
+    skipped = session["configs_already_done"]
+    print(f"\n{len(ids)} configurations: {session['configs_measured']} measured in {time.perf_counter() - t0:.1f} s"
+          + (f", {skipped} already finished in this folder (skipped)" if skipped else "")
+          + f"; results: {run_dir}/{runs.RESULTS} and {runs.METADATA}")
     return 0
 
 
@@ -210,6 +229,8 @@ def main_report(argv: list[str]) -> int:
     if "config_id" not in df.columns:
         raise UsageError(f"{args.run}/{runs.RESULTS} has no config_id column; not an LSTM sweep")
     print(sweep.summary(df))
+    for line in sweep.status(df, meta):
+        print(line)
     return 0
 
 
@@ -217,28 +238,42 @@ def main_report(argv: list[str]) -> int:
 # train / generate / predict: one model at a time (lstm_numba.train does the work)
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, a flag's False) or
+    the help text already states it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _train_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=f"{PROG} train", description="Train one LSTM on the embedded data (or --data / "
-                       "--occupancy-* files), print held-out metrics and save it (.npz with the vocabulary or "
-                       "the feature normalization, so generate/predict can use it).")
-    p.add_argument("--task", choices=sweep.TASKS, default="lm")
+    p = ArgumentParser(prog=f"{PROG} train", formatter_class=_DefaultsFormatter,
+                       description="Train one LSTM on the embedded data (or --data / --occupancy-* files), print "
+                       "held-out metrics and save it (.npz with the vocabulary or the feature normalization and the "
+                       "data's path and content hash, so generate/predict can use it).")
+    p.add_argument("--task", choices=sweep.TASKS, default="lm", help="lm: character language model; classify: "
+                   "occupancy from sensor windows")
     p.add_argument("--data", metavar="FILE", help="UTF-8 text for --task lm (default: embedded corpus)")
-    p.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy training file for --task classify")
+    p.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy training file for --task classify "
+                   "(default: embedded sensor log)")
     p.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy test file for --task classify")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    p.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
     p.add_argument("--cell", default="tanh", help="cell activation (registry name; see lstm_numba --list)")
     p.add_argument("--gate", default="sigmoid", help="gate activation")
-    p.add_argument("--dtype", choices=sweep.DTYPES, default="float32")
+    p.add_argument("--dtype", choices=sweep.DTYPES, default="float32", help="floating-point type")
     p.add_argument("--threads", type=int, default=1, help="1 = serial kernels, N > 1 = parallel on N threads")
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--clip", type=float, default=5.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", metavar="PATH", required=True, help="where to write the model (.npz)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--iterations", type=int, default=300, help="training steps")
+    p.add_argument("--batch", type=int, default=16, help="training batch size")
+    p.add_argument("--seq-len", type=int, default=32, help="sequence length T")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    p.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip, 0 = none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
+    p.add_argument("--save", metavar="PATH", required=True, help="where to write the model (.npz; never "
+                   "overwrites a file)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -251,8 +286,6 @@ def _train_module():
 
 
 def _sensor_from(args):
-    from . import data as D
-
     if (args.occupancy_train is None) != (args.occupancy_test is None):
         raise UsageError("--occupancy-train and --occupancy-test go together")
     return D.occupancy_data(args.occupancy_train, args.occupancy_test) if args.occupancy_train else D.default_sensor()
@@ -261,7 +294,6 @@ def _sensor_from(args):
 def main_train(argv: list[str]) -> int:
     import numpy as np
 
-    from . import data as D
     T = _train_module()
     from .model import Model, ModelConfig
 
@@ -281,8 +313,7 @@ def main_train(argv: list[str]) -> int:
         cfg = ModelConfig("lm", args.hidden, args.layers, vocab_size=ds.n_vocab, cell=args.cell, gate=args.gate,
                           dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
         train_data, test_data = ds.train, ds.test
-        meta = {"task": "lm", "vocab": ds.vocab, "data": ds.source, "fingerprint": ds.fingerprint,
-                "seq_len": args.seq_len}
+        meta = {"task": "lm", "vocab": ds.vocab, "data_source": {"text": ds.record}, "seq_len": args.seq_len}
     else:
         if args.data:
             raise UsageError("--data is a text file for --task lm")
@@ -292,7 +323,7 @@ def main_train(argv: list[str]) -> int:
                           gate=args.gate, dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
         train_data = ds.windows("train", args.seq_len)
         test_data = ds.windows("test", args.seq_len)
-        meta = {"task": "classify", "data": ds.source, "fingerprint": ds.fingerprint, "seq_len": args.seq_len,
+        meta = {"task": "classify", "data_source": ds.record, "seq_len": args.seq_len,
                 "feature_mean": ds.mean.tolist(), "feature_std": ds.std.tolist()}
     model = Model(cfg)
     tcfg = T.TrainConfig(iterations=args.iterations, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
@@ -318,14 +349,24 @@ def main_train(argv: list[str]) -> int:
           f"compile {result.compile_seconds:.1f} s, {result.iterations} steps, median step "
           f"{np.median(step) * 1e3:.3f} ms (forward {np.median(result.t_forward) * 1e3:.3f}, backward "
           f"{np.median(result.t_backward) * 1e3:.3f}, optimizer {np.median(result.t_optimizer) * 1e3:.3f})")
-    print("held-out: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    print(_data_line(meta["data_source"], args.task))
+    print("held-out: " + _metrics_text(metrics))
     print(f"saved: {path}")
     return 0
 
 
-def _check_save_path(text: str):
-    from pathlib import Path
+def _metrics_text(metrics: dict) -> str:
+    """Counts as whole numbers with thousands separators, the rest to 4 significant digits."""
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:.4g}" for k, v in metrics.items())
 
+
+def _data_line(records: dict, task: str) -> str:
+    """Names the data a command used: each part's source and content hash (data.data_record)."""
+    held = {"text": ", held-out: its last 10%"} if task == "lm" else {}
+    return "data: " + "; ".join(f"{part} {D.describe_record(r)}{held.get(part, '')}" for part, r in records.items())
+
+
+def _check_save_path(text: str) -> Path:
     path = Path(text)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
@@ -334,20 +375,80 @@ def _check_save_path(text: str):
     parent = path.parent
     if not parent.is_dir():
         raise UsageError(f"cannot write {path}: folder {parent} does not exist")
-    import os
-
     if not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write {path}: {parent} is not writable")
     return path
 
 
 def _load(path: str, task: str | None = None):
-    T = _train_module()
-
-    model = T.load(path)
+    """A saved model (train.load rejects broken files and non-finite weights) of task ``task``."""
+    model = _train_module().load(path)
     if task and model.config.task != task:
         raise UsageError(f"{path} is a {model.config.task!r} model; this needs a {task!r} model")
     return model
+
+
+def _seq_len(path: str, meta: dict) -> int:
+    seq_len = meta.get("seq_len")
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise UsageError(f"{path}: seq_len in its metadata is {_short(seq_len)}, not a positive whole number; "
+                         "was it saved by lstm_numba train?")
+    return seq_len
+
+
+def _short(value) -> str:
+    """repr of a value read from a file, cut to one readable piece of a line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _vocab(path: str, model) -> str:
+    vocab = model.meta.get("vocab")
+    if not isinstance(vocab, str) or len(vocab) != model.config.vocab_size or len(set(vocab)) != len(vocab):
+        raise UsageError(f"{path} has no valid vocabulary in its metadata ({model.config.vocab_size} distinct "
+                         "characters); was it saved by lstm_numba train?")
+    return vocab
+
+
+def _feature_norm(path: str, meta: dict):
+    """The training mean and standard deviation a classify model normalizes its inputs with: one
+    finite number per feature each, and every std > 0 (a 0 divides to inf/NaN, scoring 'loss nan')."""
+    import numpy as np
+
+    n = D.SensorData.n_features
+    out = []
+    for key in ("feature_mean", "feature_std"):
+        value = meta.get(key)
+        ok = isinstance(value, list) and len(value) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        if not ok:
+            raise UsageError(f"{path}: {key} in its metadata must be a list of {n} finite numbers (one per "
+                             f"feature: {', '.join(D.FEATURES)}), got {_short(value)}")
+        out.append(np.asarray(value, dtype=np.float64))
+    if (out[1] <= 0).any():
+        raise UsageError(f"{path}: feature_std in its metadata has a zero or negative entry {_short(meta['feature_std'])}"
+                         "; it divides every input, so each must be positive")
+    return out
+
+
+def _recorded(model_path: str, meta: dict, part: str, flag: str, embedded, load):
+    """The data part ``part`` a model was trained on, from the record ``train`` saved in its metadata
+    (data.data_record): the embedded set, or the file if it still has the recorded content. A
+    missing record, a vanished file or changed content stops with what to pass instead; scoring
+    other data than the model's silently is what this prevents."""
+    records = meta.get("data_source")
+    rec = records.get(part) if isinstance(records, dict) else None
+    if not (isinstance(rec, dict) and isinstance(rec.get("source"), str) and isinstance(rec.get("sha256"), str)):
+        raise UsageError(f"{model_path} does not record the data it was trained on (saved by an older version?); "
+                         f"pass {flag} FILE")
+    source = rec["source"]
+    if source != D.EMBEDDED and not Path(source).is_file():
+        raise UsageError(f"{model_path} was trained on {source}, which no longer exists; pass {flag} FILE")
+    ds = embedded() if source == D.EMBEDDED else load(source)
+    if ds.sha256 != rec["sha256"]:
+        raise UsageError(f"{source} has changed since {model_path} was trained on it (sha256 now "
+                         f"{ds.sha256[:12]}, recorded {rec['sha256'][:12]}); pass {flag} FILE to score it anyway")
+    return ds
 
 
 def main_generate(argv: list[str]) -> int:
@@ -355,20 +456,18 @@ def main_generate(argv: list[str]) -> int:
 
     T = _train_module()
 
-    p = ArgumentParser(prog=f"{PROG} generate", description="Sample text from a language model saved by "
-                       "'lstm_numba train --task lm'.")
+    p = ArgumentParser(prog=f"{PROG} generate", formatter_class=_DefaultsFormatter,
+                       description="Sample text from a language model saved by 'lstm_numba train --task lm'.")
     p.add_argument("model")
     p.add_argument("--prime", default="The ", help="text to start from (default 'The ')")
-    p.add_argument("--length", type=int, default=300, help="characters to generate (default 300)")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--length", type=int, default=300, help="characters to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     args = p.parse_args(argv)
     _positive(args.length, "length")
     _positive(args.temperature, "temperature", float)
     model = _load(args.model, "lm")
-    vocab = model.meta.get("vocab")
-    if not isinstance(vocab, str) or len(vocab) != model.config.vocab_size:
-        raise UsageError(f"{args.model} has no vocabulary in its metadata; was it saved by lstm_numba train?")
+    vocab = _vocab(args.model, model)
     index = {c: i for i, c in enumerate(vocab)}
     missing = sorted({c for c in args.prime if c not in index})
     if not args.prime or missing:
@@ -381,52 +480,48 @@ def main_generate(argv: list[str]) -> int:
 
 
 def main_predict(argv: list[str]) -> int:
-    import numpy as np
-
-    from . import data as D
     T = _train_module()
 
-    p = ArgumentParser(prog=f"{PROG} predict", description="Held-out metrics of a saved model: classify on the "
-                       "embedded test series or --occupancy-test FILE (normalized with the model's training "
-                       "statistics); lm on the embedded held-out text or the held-out tail of --data FILE.")
-    p.add_argument("model")
-    p.add_argument("--occupancy-test", metavar="FILE")
-    p.add_argument("--data", metavar="FILE")
+    p = ArgumentParser(prog=f"{PROG} predict", formatter_class=_DefaultsFormatter,
+                       description="Held-out metrics of a saved model, by default on the data it was trained on "
+                       "(its path and content hash are in the model; a changed or missing file stops): lm on the "
+                       "held-out last 10% of the text, classify on the test series, normalized with the model's "
+                       "training statistics.")
+    p.add_argument("model", help="a .npz written by lstm_numba train")
+    p.add_argument("--occupancy-test", metavar="FILE", help="score this UCI Occupancy file instead (classify)")
+    p.add_argument("--data", metavar="FILE", help="score the last 10%% of this text file instead (lm)")
     args = p.parse_args(argv)
     model = _load(args.model)
     meta = model.meta
-    seq_len = int(meta.get("seq_len") or 32)
+    seq_len = _seq_len(args.model, meta)
     if model.config.task == "lm":
         if args.occupancy_test:
             raise UsageError(f"{args.model} is a language model; --occupancy-test is for classify models")
-        vocab = meta.get("vocab")
-        if not isinstance(vocab, str):
-            raise UsageError(f"{args.model} has no vocabulary in its metadata; was it saved by lstm_numba train?")
-        text = D.load_text(args.data) if args.data else D.default_text()
+        vocab = _vocab(args.model, model)
+        text = D.load_text(args.data) if args.data else _recorded(args.model, meta, "text", "--data",
+                                                                  D.default_text, D.load_text)
         in_vocab = D.TextData(f"{text.source} (held-out part) with the vocabulary of {args.model}", vocab,
                               text.train[:0], text.test[:0])
         held = in_vocab.encode(text.decode(text.test))
         if held.size < 2:
             raise UsageError(f"{text.source}: held-out part too short")
         metrics = T.evaluate(model, held, seq_len=seq_len)
+        records = {"text": text.record}
     else:
         if args.data:
             raise UsageError(f"{args.model} is a classify model; --data is for language models")
-        mean, std = meta.get("feature_mean"), meta.get("feature_std")
-        if mean is None or std is None:
-            raise UsageError(f"{args.model} has no feature normalization in its metadata")
-        if args.occupancy_test:
-            series = D.load_occupancy(args.occupancy_test)
-            raw_x, y, source = series.x, series.y, series.source
-        else:
-            emb = D.default_sensor()
-            raw_x, y, source = emb.test_x * emb.std + emb.mean, emb.test_y, "embedded test series"
-        if y.size < seq_len:
-            raise UsageError(f"{source} has {y.size} rows, fewer than the model's sequence length {seq_len}")
-        mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-        sd = D.SensorData(source, raw_x[:0], y[:0], (raw_x - mean) / std, y, mean, std)
+        mean, std = _feature_norm(args.model, meta)
+        series = D.load_occupancy(args.occupancy_test) if args.occupancy_test else _recorded(
+            args.model, meta, "test", "--occupancy-test", lambda: D.default_series()[1], D.load_occupancy)
+        sd = D.scored_series(series, mean, std)
+        sd.check_seq_len(seq_len, parts=("test",), what="the model's sequence length")
         metrics = T.evaluate(model, sd.windows("test", seq_len))
-    print(f"{args.model}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        records = {"test": series.record}
+    if not math.isfinite(metrics["loss"]):  # finite weights can still overflow in the forward pass
+        raise UsageError(f"{args.model}: held-out loss is {metrics['loss']} on that data; its weights overflow "
+                         f"{model.config.dtype}, not a usable model")
+    print(f"{args.model}: " + _metrics_text(metrics))
+    print(_data_line(records, model.config.task))
     return 0
 
 

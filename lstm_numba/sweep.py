@@ -26,14 +26,20 @@ thread count. Defaults oversubscribe two cores and time 10-100x slow, so nothing
 All rows of a configuration are written together when it finishes. Re-running into the same
 folder skips finished configurations (by ``config_id``) and redoes unfinished ones; partial or
 duplicated groups left by an interruption are removed first, so no row is lost or duplicated.
+The key holds every setting that changes a row; the code version (``code_version``: a hash of the
+measuring sources and library versions) must match an earlier session's unless the caller accepts
+mixing (``--resume-anyway``), and every row records it.
 """
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
+import inspect
 import io
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,11 +47,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mathbench import harness, registry, runs, stats, threads
+from mathbench import codegen, harness, jit, registry, runs, stats, threads
 from mathbench.errors import UsageError
 
 from . import data as D
-from . import peers
+from . import optim, peers
 # Importing the model loads SciPy's BLAS now, before any thread limit is set, so every limit
 # below reaches it (a library loaded inside a threadpool_limits block keeps its default).
 from .model import Model, ModelConfig
@@ -90,7 +96,7 @@ COLUMNS = [
     # bookkeeping
     "timing_samples", "latency_samples", "init",
     "numba_threads", "blas_threads", "torch_threads", "threading_layer",
-    "config_rows", "wall_s", "finished",
+    "config_rows", "wall_s", "finished", "code_version",
 ]
 
 
@@ -268,11 +274,50 @@ def data_info(ds) -> dict:
 
 
 def config_id(s: Settings, c: Config, ds) -> str:
-    """Stable identity of a configuration under these settings (the resume key)."""
+    """Stable identity of a configuration under these settings (the resume key, with
+    ``code_version``): every setting that changes one of its rows is in it."""
     parts = [c.task, f"L{c.layers}", f"H{c.hidden}", c.dtype, f"t{c.threads}", f"T{s.seq_len}", f"B{s.batch}",
              f"E{s.eval_batch}", f"N{s.iterations}", f"R{s.repeats}", f"K{s.chunks}", f"s{s.seed}",
-             f"{s.optimizer}{s.lr:g}c{s.clip:g}", ",".join(f"{a}/{b}" for a, b in s.pairs), ds.fingerprint]
+             f"{s.optimizer}{s.lr:g}c{s.clip:g}", ",".join(f"{a}/{b}" for a, b in s.pairs), ds.fingerprint,
+             f"peer={peers.version() if use_peer(s) else 'off'}",
+             f"P{s.latency_rounds}x{s.prediction_time:g}", f"ev{s.eval_chars}c{s.eval_windows}w"]
     return "|".join(parts)
+
+
+def code_files(pairs) -> set:
+    """The sources the numbers run through: this sweep, the model, optimizer, data, torch peer,
+    timing harness, statistics, thread control, code generation, and the scalar activations of
+    the chosen pairs."""
+    files = {m.__file__ for m in (sys.modules[__name__], sys.modules[Model.__module__], optim, D, peers, harness,
+                                  stats, registry, threads, jit, codegen)}
+    for pair in pairs:
+        for spec in pair:
+            impl = registry.resolve(spec)[1]
+            files |= {inspect.getsourcefile(fn.py_func) for fn in (impl.forward, impl.dfdy)}
+    return files
+
+
+def hash_files(files) -> str:
+    """Hash of the files' contents (not their paths) and of the numeric libraries' versions."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(Path(path).read_bytes())
+    for lib in ("numpy", "numba", "llvmlite"):
+        h.update(f"{lib} {sys.modules[lib].__version__}".encode() if lib in sys.modules else lib.encode())
+    return h.hexdigest()[:16]
+
+
+_CODE_VERSIONS: dict = {}
+
+
+def code_version(s: Settings) -> str:
+    """``hash_files(code_files(pairs))``: a resumed run must not silently mix rows measured by
+    different code. Computed once per process: the code that runs is the code imported, whatever
+    happens to the files later."""
+    key = tuple(s.pairs)
+    if key not in _CODE_VERSIONS:
+        _CODE_VERSIONS[key] = hash_files(code_files(s.pairs))
+    return _CODE_VERSIONS[key]
 
 
 # ============================================================================================
@@ -545,6 +590,7 @@ def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
 
 def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall) -> list[dict]:
     base = next(v for v in vs if v.is_baseline)
+    code = code_version(s)
     torch_v = next((v for v in vs if v.backend == "torch"), None)
     bt = tracks[base]
     cid = config_id(s, c, ds)
@@ -562,7 +608,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall)
             n_in=n_in, n_out=ds.n_vocab if c.task == "lm" else 1, parameters=params_count,
             compile_s=compile_s.get((c.task, c.dtype, c.threads > 1, v)),
             timing_samples=len(tr.step), latency_samples=len(tr.lat), init=tr.init,
-            config_rows=len(vs), wall_s=wall, finished=finished, **tr.threads,
+            config_rows=len(vs), wall_s=wall, finished=finished, code_version=code, **tr.threads,
         )
         _put(row, ("train_step_s", "train_step_lo", "train_step_hi"), _summ(tr.step))
         _put(row, ("forward_s", "forward_lo", "forward_hi"), _summ(tr.fwd))
@@ -665,27 +711,46 @@ def prepare_resume(run_dir: Path) -> set:
 # the run
 
 
-def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None) -> tuple[Path, list]:
-    """Run (or resume) the sweep into a run folder; returns (folder, config ids of this plan)."""
+def check_code_version(meta: dict, code: str, resume_anyway: bool) -> None:
+    """Refuse to resume a run measured by other code (or code of unknown version) unless asked."""
+    earlier = {sess.get("code_version") for sess in meta.get("sessions", [])}
+    if code in earlier or resume_anyway:
+        return
+    known = ", ".join(sorted(v for v in earlier if v)) or "an unknown version"
+    raise UsageError(f"this run folder was measured by other code ({known}; now {code}); use a new --out, "
+                     "or --resume-anyway to mix them")
+
+
+def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
+        resume_anyway: bool = False) -> tuple[Path, list, dict]:
+    """Run (or resume) the sweep into a run folder; returns (folder, config ids of this plan,
+    this session's metadata: configs skipped as already done and measured now)."""
     validate(s)
     datasets = load_datasets(s)
     with_peer = use_peer(s)
     vs = variants(s, with_peer)
     plan = [(c, config_id(s, c, datasets[c.task])) for c in configs(s)]
+    code = code_version(s)
     run_dir = runs.new_run_dir(KIND, out, resume=True)
     meta_path = run_dir / runs.METADATA
     resumed = meta_path.exists()
-    done = prepare_resume(run_dir) if resumed else set()
-    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
-               "settings": s.to_dict(), "configs_planned": len(plan),
-               "configs_already_done": sum(cid in done for _, cid in plan)}
     if resumed:
         meta = runs.read_metadata(run_dir)
+        check_code_version(meta, code, resume_anyway)  # before anything in the folder changes
+    done = prepare_resume(run_dir) if resumed else set()
+    command = "python -m lstm_numba " + " ".join(argv)
+    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
+               "command": command, "git": runs.git_state(), "code_version": code, "settings": s.to_dict(),
+               "configs_planned": len(plan), "configs_already_done": sum(cid in done for _, cid in plan)}
+    if resumed:
+        session["machine_state"] = meta["machine_state"] = {"before": runs.machine_state()}
         meta.setdefault("sessions", []).append(session)
         meta["finished"] = False
     else:
         meta = runs.metadata(KIND, argv, settings=s.to_dict(), sessions=[session], finished=False)
-        meta["command"] = "python -m lstm_numba " + " ".join(argv)
+        meta["command"] = command
+        session["machine_state"] = meta["machine_state"]
+    meta["plan"] = [cid for _, cid in plan]  # what "finished" means for report's "k of n"
     meta["data"] = {t: data_info(ds) for t, ds in datasets.items()}
     meta["peer"] = {"torch": peers.version(), "used": with_peer}
     meta["variants"] = [v.label for v in vs]
@@ -722,8 +787,9 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None)
                                for k, v in compile_s.items()}
     meta["finished"] = True
     meta["threads"] = threads.thread_info()
+    runs.record_end_state(meta)  # meta["machine_state"] is this session's
     runs.write_json(meta_path, meta)
-    return run_dir, [cid for _, cid in plan]
+    return run_dir, meta["plan"], sess
 
 
 # ============================================================================================
@@ -793,3 +859,20 @@ def summary(df, config_ids: Optional[list] = None) -> str:
         lines.append(table(rows, header))
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def status(df, meta: dict) -> list[str]:
+    """Lines for under a sweep's summary: whether the run is unfinished (k of n planned
+    configurations complete), and one-line warnings about the machine and unstable timings."""
+    plan = meta.get("plan")
+    if plan is not None:
+        df = df[df["config_id"].isin(plan)]
+        n = len(plan)
+    else:  # written before plans were recorded
+        n = (meta.get("sessions") or [{}])[-1].get("configs_planned", 0)
+    k = sum(_complete(g) for g in _config_groups(df.to_dict("records")).values())
+    lines = [f"incomplete ({k} of {n} configurations); run the same command again to finish it"] if k < n else []
+    lines += [w for w in (runs.machine_warning(meta),
+                          runs.unstable_warning(df, "train_step_s", "train_step_lo", "train_step_hi",
+                                                "the training step time")) if w]
+    return lines

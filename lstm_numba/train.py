@@ -47,6 +47,8 @@ import json
 import math
 import os
 import time
+import zipfile
+import zlib
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,25 +443,48 @@ def save(model: Model, path, meta: Optional[dict] = None) -> Path:
 
 
 def load(path) -> Model:
+    """The model saved at ``path``. Anything but an intact model file written by ``save`` (a
+    truncated, bit-flipped, empty or foreign file; a bad config; weights of the wrong shape or with
+    NaN/inf, which would only surface later as 'loss nan') is a one-line UsageError."""
     path = Path(path)
     if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
         path = path.with_name(path.name + ".npz")
+    if not path.exists():
+        raise UsageError(f"no such model file: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder, not a saved lstm_numba model")
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path} is empty (0 bytes), not a saved lstm_numba model")
     try:
         with np.load(path, allow_pickle=False) as z:
             info = json.loads(str(z["config.json"]))
             tensors = {k: z[k] for k in z.files if k != "config.json"}
-    except FileNotFoundError:
-        raise UsageError(f"no such model file: {path}") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"{path} is not a saved lstm_numba model ({e})") from None
+    except PermissionError:
+        raise UsageError(f"cannot read {path}: permission denied") from None
+    # A damaged file fails wherever the damage is read: in the zip directory or a member's CRC
+    # check (BadZipFile), in decompression (zlib.error), in an .npy header or the JSON (ValueError,
+    # including UnicodeDecodeError), at an early end of data (EOFError, OSError), or in flags of a
+    # zip entry that now claim encryption or an unknown compression (RuntimeError, which includes
+    # NotImplementedError).
+    except (OSError, EOFError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
+        detail = str(e).splitlines()[0] if str(e) else "no detail"
+        raise UsageError(f"{path} is not an intact lstm_numba model file ({type(e).__name__}: {detail}); "
+                         "truncated or damaged?") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise UsageError(f"{path}: unknown model format {info.get('format') if isinstance(info, dict) else info!r}")
     try:
         config = ModelConfig.from_dict(info["config"])
-    except TypeError as e:
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # KeyError: also an unknown activation name
         raise UsageError(f"{path}: bad model config ({e})") from None
     params = Params(config)
-    params.load_tensors(tensors)
+    try:
+        params.load_tensors(tensors)
+    except (TypeError, ValueError) as e:  # e.g. a tensor of strings
+        raise UsageError(f"{path}: unusable parameter tensor ({e})") from None
+    for name, t in params.tensors().items():
+        if not np.isfinite(t).all():
+            raise UsageError(f"{path}: parameter {name} has NaN or infinite values; the model cannot be used")
     model = Model(config, params)
-    model.meta = info.get("meta") or {}
+    meta = info.get("meta")
+    model.meta = meta if isinstance(meta, dict) else {}
     return model

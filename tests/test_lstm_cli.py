@@ -255,7 +255,7 @@ def test_bad_occupancy_file(tmp_path, capsys, text, fragment):
     bad = tmp_path / "bad.txt"
     bad.write_text(text)
     good = tmp_path / "good.txt"
-    good.write_text(HEADER + "".join(f'"{i}","2015-02-04 17:51:00",23,27,426,721,0.0047,{i % 2}\n'
+    good.write_text(HEADER + "".join(f'"{i}","2015-02-04 17:{i:02d}:00",23,27,426,721,0.0047,{i % 2}\n'
                                      for i in range(1, 40)))
     code, _, err = run(["--occupancy-train", good, "--occupancy-test", bad, "--out", tmp_path / "x"], capsys)
     assert_usage_error(code, err, fragment)
