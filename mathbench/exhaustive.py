@@ -210,10 +210,10 @@ def check(function: str, impl_name: str, form: str, dtype: str, *, f64_points: i
 
     def one(x: np.ndarray, wide) -> Result:
         out = _evaluate(call, x, p)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # overflow to inf is part of the reference
             R = ref_fn(x.astype(wide), wide(pv))
-        hi_ = np.asarray(R, dtype=np.float64)
-        lo_ = np.asarray(R - hi_.astype(wide), dtype=np.float64) if wide is not np.float64 else np.zeros_like(hi_)
+            hi_ = np.asarray(R, dtype=np.float64)
+            lo_ = np.asarray(R - hi_.astype(wide), dtype=np.float64) if wide is not np.float64 else np.zeros_like(hi_)
         lo_ = np.where(np.isfinite(lo_), lo_, 0.0)
         hist = np.zeros(len(EDGES) - 1, dtype=np.int64)
         bits = 24 if dtype == "float32" else 53
