@@ -13,6 +13,7 @@ import math
 from numba import njit
 
 from .jit import JIT_OPTIONS, c, jit
+from .simd import k
 
 # --------------------------------------------------------------------------------------------
 # shared pieces
@@ -137,9 +138,9 @@ def isru_rsqrt(x, a):
 
 @njit(**_RSQRT)
 def isru_rsqrt_dx(x, a):
-    # clamped: the Newton step turns rsqrt(inf) = 0 into inf * 0 = NaN; beyond 2^40 the true
-    # value is below 2^-120, within the bound's absolute part
-    lim = c(x, 1099511627776.0) / math.sqrt(a)
+    # clamped: the Newton step turns rsqrt(inf) = 0 into inf * 0 = NaN. At 2^60 (float32) or
+    # 2^500 (float64) 1 + a x^2 is still finite and r^3 underflows to 0, the limit at +-inf.
+    lim = k(x, 1.152921504606846976e18, 3.273390607896141870e150) / math.sqrt(a)
     xc = clamp(x, -lim, lim)
     r = rsqrt(c(x, 1.0) + a * xc * xc)
     return r * r * r
