@@ -73,11 +73,16 @@ def isru_dx(x, a):
 
 
 def isru_dy(y, a):
-    return (1 - a * y * y) ** 1.5
+    s = np.sqrt(a)
+    return ((1 - s * y) * (1 + s * y)) ** 1.5  # 1 - a y^2 would cancel near |y| = 1/sqrt(a)
 
 
 def isru_sigmoid(x, a):
-    return 0.5 + 0.5 * isru(0.5 * x, a)
+    # (s + x)/(2s), s = sqrt(4 + a x^2); below 0 the numerator s + x = (4 + (a-1) x^2)/(s - x)
+    # (1/2 + isru(x/2)/2 would cancel to a relative error of 1e-4 at x = -1e6)
+    s = np.sqrt(4 + a * x * x)
+    num = np.where(x < 0, (4 + (a - 1) * x * x) / (s - x), s + x)
+    return np.where(np.isinf(x), (x > 0) * 1.0, num / (2 * s))
 
 
 def isru_sigmoid_dx(x, a):
@@ -85,4 +90,5 @@ def isru_sigmoid_dx(x, a):
 
 
 def isru_sigmoid_dy(y, a):
-    return 0.25 * isru_dy(2 * y - 1, a)
+    # 1 - a (2y - 1)^2 = (1 - a) + 4a y (1 - y): no cancellation near the ends of the range
+    return 0.25 * ((1 - a) + 4 * a * y * (1 - y)) ** 1.5

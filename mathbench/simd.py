@@ -245,9 +245,9 @@ def exp(x, p):
 def tanh(x, p):
     a, small, e = _tanh_parts(x)
     one = k(x, 1.0, 1.0)
-    big = math.copysign(one - k(x, 2.0, 2.0) * e / (one + e), x)
-    v = small if a < k(x, 1.0, 0.625) else big
-    return v if x == x else x
+    v = small if a < k(x, 1.0, 0.625) else one - k(x, 2.0, 2.0) * e / (one + e)
+    # the sign from x: also for -0.0, where x + x z Q(z) gives +0 (x z Q is +0 when Q < 0)
+    return math.copysign(v, x) if x == x else x
 
 
 @njit(**_FAST)
