@@ -117,7 +117,8 @@ class Activation:
 
 REGISTRY: dict[str, Activation] = {}
 CORE = ("tanh", "isru", "softplus", "sigmoid")
-DEFAULT = CORE + ("exp",)  # what `python -m mathbench` measures: exp for the vector-exp rows
+DEFAULT = CORE + ("exp", "isru_sigmoid")  # what `python -m mathbench` measures: exp for the vector-exp rows,
+# isru_sigmoid as the ISRU candidate in the sigmoid (gate) slot
 
 
 def _add(act: Activation) -> None:
