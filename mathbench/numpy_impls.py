@@ -65,6 +65,15 @@ def sigmoid(x, p, out):
     np.multiply(out, e, out=out, where=x < 0)
 
 
+def sigmoid_expr(x, p, out):
+    # 1/(1 + np.exp(-x)) as usually written: fast, but exp overflows below -88.7 (float32), where
+    # the answer becomes 0 instead of a tiny positive number
+    with np.errstate(over="ignore"):
+        np.exp(np.negative(x, out=out), out=out)
+    np.add(1.0, out, out=out)
+    np.reciprocal(out, out=out)
+
+
 def sigmoid_dx(x, p, out):
     e = np.exp(-np.abs(x))
     np.add(1.0, e, out=out)

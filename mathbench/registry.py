@@ -269,6 +269,10 @@ _add(Activation(
                dfdy=CANCEL),
         _numpy(npi.sigmoid, npi.sigmoid_dx, npi.sigmoid_dy, note="stable exp(-|x|) form",
                forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
+        Impl("numpy_expr", "numpy", npi.sigmoid_expr, npi.sigmoid_dx, npi.sigmoid_dy,
+             {"forward": COMPOSED, "dfdx": COMPOSED, "dfdy": CANCEL},
+             note="1/(1+np.exp(-x)) as written (0 instead of tiny values below -88.7 in float32); "
+                  "f'(x), g(y) as numpy"),
         _torch(ti.sigmoid, ti.sigmoid_dx, ti.sigmoid_dy, note="torch.sigmoid",
                forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
     ),
