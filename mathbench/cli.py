@@ -13,6 +13,7 @@ from .errors import ArgumentParser, UsageError, run_cli
 
 MAX_BUDGET = 3600.0  # seconds per (dtype, size) group
 MAX_SAMPLES = 10_000
+MAX_PROCESSES = 100
 
 DESCRIPTION = """\
 Time activation functions and their derivatives as Numba kernels (float32/float64, serial and
@@ -23,7 +24,10 @@ git, else of the current folder; --out chooses another folder) and metadata.json
 threads, command), then prints a summary. Compiled kernels are cached in $MATHBENCH_CACHE_DIR
 (default ~/.cache/mathbench). JIT compile time is measured separately and never
 inside a timing; every ratio (speedup over tanh, over np.tanh, over serial, cost relative to x+c,
-fraction of the copy roof) is paired by round within one interleaved measurement.
+fraction of the copy roof) is paired by round within one interleaved measurement. The timing runs in
+--processes fresh worker processes, one after another, each with its share of the budget; a row is
+the geometric mean of the processes' medians with a Student-t 95% interval across them, so it
+includes the spread between runs (with one process: an interval within it, labelled as such).
 
 subcommands:
   mathbench verify [...]         prove every formula with SymPy and check the kernels (see verify -h)
@@ -34,7 +38,7 @@ subcommands:
 
 EPILOG = """\
 examples:
-  python -m mathbench                        default run: tanh, isru, softplus, sigmoid, exp
+  python -m mathbench                        default run: tanh, isru, softplus, sigmoid, exp, isru_sigmoid
   python -m mathbench --all                  every registry entry
   python -m mathbench --quick                smoke run (a few seconds)
   python -m mathbench --functions isru,tanh --dtypes float32 --sizes 1e3,1e5 --threads 1
@@ -45,7 +49,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="mathbench", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--functions", help="comma-separated registry names (default: tanh,isru,softplus,sigmoid)")
+    p.add_argument("--functions", help=f"comma-separated registry names (default: {','.join(registry.DEFAULT)})")
     p.add_argument("--all", action="store_true", help="every registry entry")
     p.add_argument("--implementations", help="comma-separated: numba, numba_rational, numba_pow, numpy, torch "
                    "(default: all available; torch if installed)")
@@ -56,9 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", help="thread counts: 1 = serial kernels, N > 1 = prange kernels on N threads "
                    f"(default 1,{threads.max_threads()}); one parallel count per run")
     p.add_argument("--budget", type=float,
-                   help="seconds of timed rounds per (dtype, size) group (default 0.7, --quick 0.2); at large "
-                        "sizes rounds are cut to fit but never below 3")
-    p.add_argument("--samples", type=int, help="rounds per group when the budget allows (default 7, --quick 5)")
+                   help="seconds of timed rounds per (dtype, size) group, split between the --processes "
+                        "(default 0.7, --quick 0.2); at large sizes rounds are cut to fit but never below 3 "
+                        "in all (at least one per process)")
+    p.add_argument("--samples", type=int,
+                   help="rounds per group in each process when the budget allows (default 7, --quick 5)")
+    p.add_argument("--processes", type=int, default=3,
+                   help="fresh worker processes that each time every group, one after another, with the "
+                        "budget split between them; intervals are Student-t 95%% across them (default 3; "
+                        "1: intervals within one process, not of run-to-run spread)")
     p.add_argument("--seed", type=int, default=0, help="input RNG seed (default 0)")
     p.add_argument("--scale", type=float, default=1.0, help="inputs are scale * N(0, 1) (default 1)")
     p.add_argument("--denormals", action="store_true", help="make every 7th input subnormal")
@@ -126,6 +136,9 @@ def make_plan(args) -> bench.Plan:
         raise UsageError(f"--budget {budget:g}: must be a number of seconds in (0, {MAX_BUDGET:g}]")
     if not 1 <= samples <= MAX_SAMPLES:
         raise UsageError(f"--samples {samples}: must be 1..{MAX_SAMPLES}")
+    processes = args.processes
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise UsageError(f"--processes {processes}: must be 1..{MAX_PROCESSES}")
     if args.seed < 0:
         raise UsageError(f"--seed {args.seed}: must be 0 or positive")
     top = min(float(np.finfo(d).max) for d in dtypes) / 10
@@ -135,7 +148,8 @@ def make_plan(args) -> bench.Plan:
     plan = bench.Plan(functions=functions, impls=impls, forms=forms, dtypes=dtypes, sizes=sizes,
                       serial=1 in thread_counts, parallel_threads=parallel[0] if parallel else None,
                       budget=budget, samples=samples, min_samples=min(3, samples), seed=args.seed,
-                      scale=args.scale, denormals=args.denormals, accuracy=not args.no_accuracy)
+                      scale=args.scale, denormals=args.denormals, accuracy=not args.no_accuracy,
+                      processes=processes)
     if bench.count_kernels(plan) == 0:
         raise UsageError("nothing to measure: no selected implementation has the selected forms")
     return plan
@@ -159,6 +173,8 @@ def main_bench(argv: list[str]) -> int:
     try:
         with runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
             info = bench.run(plan, writer, progress_factory(args.no_progress))
+    except bench.WorkerFailed as e:
+        raise UsageError(f"{e}; the groups every process finished are in {run_dir} (marked incomplete)") from None
     except KeyboardInterrupt:
         # groups are not resumable (inputs come from one seeded stream): say what is true
         raise KeyboardInterrupt(f"interrupted; the groups finished so far are in {run_dir} (marked incomplete; "
@@ -179,8 +195,9 @@ def main_bench(argv: list[str]) -> int:
 def main_compare(argv: list[str]) -> int:
     p = ArgumentParser(prog="mathbench compare",
                                 description="Per-row speedup of run B over run A (time A / time B) with a "
-                                            "conservative interval from both runs' 95%% intervals; rows whose "
-                                            "intervals do not overlap are flagged.")
+                                            "conservative interval from both runs' intervals (the header names "
+                                            "each run's interval method); rows whose intervals do not overlap "
+                                            "are flagged.")
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.add_argument("--csv", help="also write the comparison to this CSV file (must not exist)")

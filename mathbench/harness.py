@@ -113,11 +113,14 @@ def measure_interleaved(candidates: Iterable[Candidate], *, sample_time: float =
                         samples: int = 7, min_samples: int = 3,
                         max_time: float | None = None, warmup: int = 1,
                         clock: Callable[[], float] = time.perf_counter,
-                        seed: int = 0, level: float = 0.95) -> dict[Hashable, Measurement]:
+                        seed: int = 0, level: float = 0.95,
+                        known_repeats: dict | None = None) -> dict[Hashable, Measurement]:
     """Time candidates in rotating round-robin rounds; return {key: Measurement}.
 
     ``max_time`` budgets the timed rounds only (warm-up/calibration excluded):
     rounds are cut to fit, but never below ``min(min_samples, samples)``.
+    ``known_repeats`` ({key: repeats}) skips calibrating those candidates (e.g. calls known to
+    take longer than ``sample_time``, where calibration would only cost one more slow call).
     """
     cands = list(candidates)
     _validate(cands, sample_time, samples, min_samples, max_time, warmup)
@@ -128,26 +131,32 @@ def measure_interleaved(candidates: Iterable[Candidate], *, sample_time: float =
             c.run()
 
     # 2. Calibration, per candidate.
-    repeats, per_call, cal_calls = {}, {}, {}
+    known = dict(known_repeats or {})
+    repeats, cal_calls = {}, {}
     for c in cands:
-        repeats[c.key], per_call[c.key], n = _calibrate(c.run, sample_time, clock)
-        cal_calls[c.key] = warmup + n
+        if c.key in known:
+            repeats[c.key], cal_calls[c.key] = int(known[c.key]), warmup
+        else:
+            repeats[c.key], _, n = _calibrate(c.run, sample_time, clock)
+            cal_calls[c.key] = warmup + n
 
-    # 3. Budget: cut rounds to fit max_time, keeping a floor for the statistics.
-    n_rounds = samples
-    if max_time is not None:
-        per_round = sum(repeats[c.key] * per_call[c.key] for c in cands)
-        if per_round * samples > max_time:
-            n_rounds = max(min(min_samples, samples), int(max_time // per_round))
-
-    # 4. Rounds: rotate the order by one each round so positions even out.
-    times = {c.key: np.empty(n_rounds) for c in cands}
-    k = len(cands)
-    for r in range(n_rounds):
-        for i in range(k):
-            c = cands[(r + i) % k]
+    # 3. Rounds, rotated by one each round so positions even out. max_time cuts them once the
+    # next round (as long as the mean so far) would not fit, never below the floor: budgeting on
+    # measured rounds rather than on the calibration keeps a calibration batch that was preempted
+    # (a loaded machine) from cutting every round but the first.
+    times = {c.key: np.empty(samples) for c in cands}
+    floor, elapsed, n_rounds = min(min_samples, samples), 0.0, samples
+    for r in range(samples):
+        if max_time is not None and r >= floor and elapsed * (r + 1) / r > max_time:
+            n_rounds = r
+            break
+        for i in range(len(cands)):
+            c = cands[(r + i) % len(cands)]
             n = repeats[c.key]
-            times[c.key][r] = _time_batch(c.run, n, clock) / n
+            dt = _time_batch(c.run, n, clock)
+            times[c.key][r] = dt / n
+            elapsed += dt
+    times = {key: t[:n_rounds] for key, t in times.items()}
 
     out = {}
     for c in cands:

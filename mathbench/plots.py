@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import stats  # noqa: E402
+
 
 def _bool(s: pd.Series) -> pd.Series:
     return s.astype(str).eq("True")
@@ -41,9 +43,16 @@ def _band(ax, x, mid, lo, hi, label, i=None, **kw):
     return line
 
 
+def _ci(d: pd.DataFrame) -> str:
+    """The intervals' name on an axis: 95% only where the rows' method has that coverage (between
+    processes); older runs and one-process runs have intervals within one process."""
+    methods = set(d["interval_method"]) if "interval_method" in d else set()
+    return "95% CI across processes" if methods == {stats.T_PROCESSES} else "interval within one process"
+
+
 def cost_vs_size(df: pd.DataFrame, form: str = "forward", functions=None):
     """ns/element against array size (log-log), one panel per dtype, serial kernels, with the
-    bootstrap 95% interval as a band."""
+    row's interval as a band."""
     d = serial(df[df["form"] == form])
     functions = functions or [f for f in d["function"].unique() if f not in ("copy", "plus")]
     dtypes = sorted(d["dtype"].unique())
@@ -59,7 +68,7 @@ def cost_vs_size(df: pd.DataFrame, form: str = "forward", functions=None):
         ax.set(xscale="log", yscale="log", xlabel="elements", title=f"{form}, {dtype}, serial")
         ax.grid(True, which="both", alpha=0.3)
         _legend_below(ax)
-    axes[0][0].set_ylabel("ns per element (median, 95% CI)")
+    axes[0][0].set_ylabel(f"ns per element ({_ci(d)})")
     fig.tight_layout()
     return fig
 
@@ -89,7 +98,7 @@ def speedup_vs_size(df: pd.DataFrame, column: str = "speedup_vs_np_tanh", form: 
         ax.set(xscale="log", yscale="log", xlabel="elements", title=f"{form}, {dtype}, serial")
         ax.grid(True, which="both", alpha=0.3)
         _legend_below(ax)
-    axes[0][0].set_ylabel(column.replace("_", " ") + " (paired, 95% CI)")
+    axes[0][0].set_ylabel(column.replace("_", " ") + f" (paired, {_ci(d)})")
     fig.tight_layout()
     return fig
 
@@ -109,7 +118,7 @@ def relative_cost_bars(df: pd.DataFrame, size: int, dtype: str = "float32"):
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(d) + 1.5))
     err = np.vstack([d["cost_vs_plus"] - d["cost_vs_plus_lo"], d["cost_vs_plus_hi"] - d["cost_vs_plus"]])
     ax.barh(labels, d["cost_vs_plus"], xerr=err, color="tab:blue", alpha=0.8)
-    ax.set(xscale="log", xlabel="time relative to x + c (paired, 95% CI)",
+    ax.set(xscale="log", xlabel=f"time relative to x + c (paired, {_ci(d)})",
            title=f"relative cost, forward, {dtype}, n = {size:,}, serial")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()

@@ -90,6 +90,9 @@ class Activation:
     # form -> a NumPy function (x, param) written stably enough to be evaluated in float64 (or
     # longdouble) as the reference of exhaustive accuracy checks (see mathbench.ref64)
     ref64: dict = field(default_factory=dict)
+    # the NumPy implementation `speedup_vs_numpy` is paired against: the fastest NumPy code that
+    # keeps the declared bound (for sigmoid the usual 1/(1+np.exp(-x)), not the stable form)
+    numpy_baseline: str = "numpy"
 
     @property
     def symbol(self) -> Optional[sp.Symbol]:
@@ -254,7 +257,7 @@ _add(Activation(
     "sigmoid", "logistic 1/(1+exp(-x))", "core",
     f=1 / (1 + sp.exp(-x)), dfdx=sp.exp(-x) / (1 + sp.exp(-x)) ** 2, dfdy=y * (1 - y),
     antiderivative=sp.log(1 + sp.exp(x)), out_range=(0, 1),
-    ref64=dict(forward=r64.sigmoid, dfdx=r64.sigmoid_dx, dfdy=r64.sigmoid_dy),
+    ref64=dict(forward=r64.sigmoid, dfdx=r64.sigmoid_dx, dfdy=r64.sigmoid_dy), numpy_baseline="numpy_expr",
     impls=_impls(
         _numba(s.sigmoid_exp, s.sigmoid_exp_dx, s.sigmoid_dy, libm=True,
                note="stable exp(-|x|) form", forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),

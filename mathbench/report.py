@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import pandas as pd
 
-from . import runs
+from . import runs, stats
 from .errors import UsageError
 
 
@@ -66,7 +66,7 @@ def summary(df: pd.DataFrame, size: int | None = None) -> str:
                          _fmt(r.get("roof_fraction")), _simd(r), acc])
         mode = ("serial (1 thread)" if has_serial else
                 f"parallel ({int(d['threads'].max())} threads)" if len(d) else "parallel")
-        out.append(f"\n{dtype}, n = {n:,}, {mode}; medians with bootstrap 95% intervals")
+        out.append(f"\n{dtype}, n = {n:,}, {mode}; {interval_label(d)}")
         out.append(table(rows, ["function", "form", "implementation", "ns/element", "speedup vs tanh",
                                 "vs np.tanh", "roof", "SIMD", "max error ULP / abs"]))
     big = max(sizes)
@@ -75,13 +75,27 @@ def summary(df: pd.DataFrame, size: int | None = None) -> str:
         rows = [[r["dtype"], r["function"], r["form"], r["impl"], int(r["threads"]),
                  _ci(r, "speedup_vs_serial", "speedup_vs_serial_lo", "speedup_vs_serial_hi", suffix="x"),
                  _fmt(r.get("roof_fraction"))] for _, r in p.iterrows()]
-        out.append(f"\nparallel (prange) over serial at n = {big:,}")
+        out.append(f"\nparallel (prange) over serial at n = {big:,}; {interval_label(p)}")
         out.append(table(rows, ["dtype", "function", "form", "impl", "threads", "speedup vs serial", "roof"]))
     out.append("\n" + relative_cost(df, n))
     out.append("\nroof = time of a copy loop / time of this kernel (1.0 = memory bound); max error against "
                "mpmath (ULP is large where outputs near 0 come from cancellation, e.g. 1 - tanh^2: read the abs "
                "error there); (!) = error above the implementation's declared bound")
     return "\n".join(out)
+
+
+def interval_label(d: pd.DataFrame) -> str:
+    """What the values and intervals of these rows are, in words: one phrase per method (older
+    runs, without the ``interval_method`` column, used a bootstrap within one process)."""
+    if d.empty:
+        return "no rows"
+    if "interval_method" not in d.columns:
+        return "medians; intervals: " + stats.describe(None, 1, 0)
+    per = d.groupby(["interval_method", "processes", "rounds_per_process"]).size()
+    many = len(per) > 1
+    parts = [stats.describe(m, int(p), int(r)) + (f" ({c} rows)" if many else "") for (m, p, r), c in per.items()]
+    what = "geometric means of per-process medians" if (d["processes"] > 1).all() else "medians"
+    return f"{what}; intervals: " + "; ".join(parts)
 
 
 def relative_cost(df: pd.DataFrame, size: int) -> str:
@@ -105,7 +119,8 @@ def compare(dir_a: str, dir_b: str) -> tuple[pd.DataFrame, str]:
 
     Runs are separate processes (maybe separate machines), so rows cannot be paired by round:
     the interval is the conservative [lo_A/hi_B, hi_A/lo_B], and ``differs`` flags rows whose
-    two 95% intervals do not overlap."""
+    two intervals do not overlap (the header says which method each run's intervals use: only
+    intervals across processes include run-to-run spread)."""
     a, meta_a = runs.load_run(dir_a)
     b, meta_b = runs.load_run(dir_b)
     for name, d in (("first", a), ("second", b)):
@@ -123,7 +138,9 @@ def compare(dir_a: str, dir_b: str) -> tuple[pd.DataFrame, str]:
              "*" if r["differs"] else ""] for _, r in m.iterrows()]
     head = (f"A = {dir_a} ({meta_a.get('cpu', {}).get('model')}, {meta_a.get('created')})\n"
             f"B = {dir_b} ({meta_b.get('cpu', {}).get('model')}, {meta_b.get('created')})\n"
-            "speedup = time A / time B (>1: B faster); * = the 95% intervals do not overlap\n")
+            f"intervals A: {interval_label(a)}\n"
+            f"intervals B: {interval_label(b)}\n"
+            "speedup = time A / time B (>1: B faster); * = the two runs' intervals do not overlap\n")
     text = head + table(rows, ["function", "form", "impl", "dtype", "size", "threads", "ns A", "ns B",
                                "speedup of B", "differs"])
     return m[KEY + ["ns_per_element_a", "ns_per_element_b", "speedup", "speedup_lo", "speedup_hi", "differs"]], text

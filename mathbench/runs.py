@@ -292,7 +292,7 @@ def metadata(kind: str, argv: Iterable[str], **extra) -> dict:
 
 
 QUIET_LOAD_PER_CORE = 0.5  # 1-minute load average per core before a run on an otherwise idle machine
-UNSTABLE_WIDTH = 0.2  # a 95% interval wider than this fraction of its median is "wide"
+UNSTABLE_WIDTH = 0.2  # an interval wider than this fraction of its median is "wide"
 UNSTABLE_SHARE = 0.1  # ... and more than this share of rows with wide intervals is "unstable"
 
 
@@ -323,7 +323,7 @@ def unstable_warning(df, mid: str, lo: str, hi: str, what: str) -> Optional[str]
     wide = int((width > UNSTABLE_WIDTH).sum())
     if wide <= UNSTABLE_SHARE * len(d):
         return None
-    return (f"warning: results look unstable: {wide} of {len(d)} rows have a 95% interval of {what} wider than "
+    return (f"warning: results look unstable: {wide} of {len(d)} rows have an interval of {what} wider than "
             f"{UNSTABLE_WIDTH:.0%} of the median (widest {width.max():.0%}); repeat the run on a quiet machine")
 
 

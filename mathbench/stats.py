@@ -1,4 +1,5 @@
-"""Small, dependency-light statistics for benchmark samples (numpy only)."""
+"""Small, dependency-light statistics for benchmark samples (numpy; SciPy only for the t and
+binomial quantiles of the labelled intervals, imported when needed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,17 +84,102 @@ def paired_ratio(base, cand, level: float = 0.95, n_boot: int = 2000,
     drift during that round), so the CI is much tighter than comparing two
     independent medians. Resampling the ratios == resampling the pairs.
     """
+    r = pair_ratios(base, cand)
+    lo, hi = bootstrap_ci(r, np.median, level, n_boot, seed)
+    return Ratio(float(np.median(r)), lo, hi)
+
+
+def pair_ratios(base, cand) -> np.ndarray:
+    """base[i] / cand[i] for samples paired by round."""
     b = _as_samples(base, "base")
     c = _as_samples(cand, "cand")
     if b.shape != c.shape:
         raise ValueError(f"base and cand must pair up: {b.size} vs {c.size} samples")
     if np.any(c == 0):
         raise ValueError("cand contains zero; ratio base/cand is undefined")
-    r = b / c
-    lo, hi = bootstrap_ci(r, np.median, level, n_boot, seed)
-    return Ratio(float(np.median(r)), lo, hi)
+    return b / c
 
 
 def intervals_overlap(a_lo: float, a_hi: float, b_lo: float, b_hi: float) -> bool:
     """True if closed intervals [a_lo, a_hi] and [b_lo, b_hi] share a point."""
     return a_lo <= b_hi and b_lo <= a_hi
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals whose label matches their coverage (the kernel benchmark's rows)
+#
+# A timing varies between processes (code and data layout, frequency state, what else runs) far
+# more than between rounds of one process, so an interval built from one process's rounds says
+# nothing about the next run. With several processes the interval is over the processes; with one
+# it is labelled as within one process, and it is only called 95% where its method has that
+# coverage at its sample count.
+
+LEVEL = 0.95  # the level every labelled interval below is built for (the labels say 95%)
+#: ``method`` values (the results' ``interval_method`` column)
+T_PROCESSES = "t95-processes"  # Student-t 95% on the log of each process's median
+ORDER_ROUNDS = "order95-rounds"  # distribution-free 95% for the median, from one process's rounds
+RANGE_ROUNDS = "range-rounds"  # [min, max] of too few rounds for a 95% interval
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    lo: float
+    hi: float
+    method: str
+
+
+def order_rank(n: int, level: float = LEVEL) -> int:
+    """Largest k with P(x_(k) <= median <= x_(n+1-k)) >= level for n iid continuous samples
+    (the binomial, distribution-free interval for a median); 0 if even [min, max] falls short
+    (n < 6 at 95%: [min, max] then covers 1 - 2**(1 - n), 75% at n = 3)."""
+    from scipy.stats import binom
+
+    k = 0
+    while k + 1 <= (n + 1) // 2 and 1 - 2 * binom.cdf(k, n, 0.5) >= level:
+        k += 1
+    return k
+
+
+def within_process(x) -> Interval:
+    """Median of one process's rounds with the order-statistic interval, or the range when the
+    rounds are too few for 95%. Either way it covers the median of *this* process's
+    distribution only: run-to-run spread is not in it."""
+    x = np.sort(_as_samples(x))
+    k = order_rank(x.size)
+    if k == 0:
+        return Interval(float(np.median(x)), float(x[0]), float(x[-1]), RANGE_ROUNDS)
+    return Interval(float(np.median(x)), float(x[k - 1]), float(x[x.size - k]), ORDER_ROUNDS)
+
+
+def across_processes(medians) -> Interval:
+    """Geometric mean of per-process medians with a Student-t interval on their logs: exact for
+    log-normal process effects at any count >= 2 (timings and ratios are positive and their
+    between-process effects multiplicative; the coverage test simulates this)."""
+    from scipy.stats import t
+
+    logs = np.log(_as_samples(medians, "medians"))
+    if logs.size < 2:
+        raise ValueError("an interval across processes needs at least 2 processes")
+    mid = float(logs.mean())
+    half = float(t.ppf(0.5 + LEVEL / 2, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+    return Interval(float(np.exp(mid)), float(np.exp(mid - half)), float(np.exp(mid + half)), T_PROCESSES)
+
+
+def combine(per_process: list) -> Interval:
+    """One row's value and interval from each process's samples (times, or paired ratios): across
+    processes when there are several, else within the one process."""
+    if len(per_process) == 1:
+        return within_process(per_process[0])
+    return across_processes([np.median(_as_samples(x)) for x in per_process])
+
+
+def describe(method: str | None, processes: int, rounds: int) -> str:
+    """What an interval is, in words (report headers); None: a run from before these methods."""
+    if method == T_PROCESSES:
+        return f"Student-t 95% across {processes} processes"
+    if method == ORDER_ROUNDS:
+        return f"order-statistic 95% of {rounds} rounds in 1 process (no run-to-run spread)"
+    if method == RANGE_ROUNDS:
+        return f"range [min, max] of {rounds} rounds in 1 process (not 95%; no run-to-run spread)"
+    return "bootstrap of one process's rounds (older run: not a 95% interval of run-to-run spread)"

@@ -52,6 +52,9 @@ KERNEL_COSTS = {
     ("copy", "forward", "numba", True): 1, ("plus", "forward", "numba", True): 2,
     ("tanh", "forward", "numba", True): 16, ("tanh", "dfdy", "numba", True): 8,
     ("isru", "forward", "numba", True): 4, ("isru", "dfdy", "numba", True): 64,
+    # sigmoid's NumPy baseline is the registry's numpy_baseline, 1/(1+np.exp(-x)), not the stable form
+    ("sigmoid", "forward", "numba", False): 8, ("sigmoid", "forward", "numpy", False): 64,
+    ("sigmoid", "forward", "numpy_expr", False): 16,
 }
 
 RATIOS = ["speedup_vs_tanh", "speedup_vs_np_tanh", "speedup_vs_numpy", "speedup_vs_serial", "cost_vs_plus",
@@ -76,13 +79,16 @@ EXPECTED = {
     ("tanh", "dfdy", "numba", True): (1, 1, 1, 2, 4, 1 / 8),
     ("isru", "forward", "numba", True): (4, 8, 32, 2, 2, 1 / 4),
     ("isru", "dfdy", "numba", True): (0.125, 0.125, 0.25, 0.5, 32, 1 / 64),
+    ("sigmoid", "forward", "numba", False): (8, 4, 2, None, 2, 1 / 4),
+    ("sigmoid", "forward", "numpy", False): (1, 0.5, None, None, 16, 1 / 32),
+    ("sigmoid", "forward", "numpy_expr", False): (4, 2, None, None, 4, 1 / 8),
 }
 
 
 def _fake_kernel(clk, function, form, impl, parallel):
     cost = KERNEL_COSTS[(function, form, impl, parallel)]
     return SimpleNamespace(function=function, form=form, impl=impl, parallel=parallel, dtype="float32",
-                           backend="numpy" if impl == "numpy" else "numba", libm=None, param=1.0,
+                           backend="numpy" if impl.startswith("numpy") else "numba", libm=None, param=1.0,
                            call=lambda x, p, out: clk.spend(cost), vectorized=None, simd_bits=None,
                            libm_calls=None, compile_seconds=0.0, cache_hit=True, note=None)
 

@@ -11,7 +11,8 @@ import pytest
 from mathbench import bench, cli, threads
 
 TINY = ["--functions", "isru,tanh", "--implementations", "numba,numpy", "--dtypes", "float32",
-        "--sizes", "100,1000", "--threads", "1", "--budget", "0.02", "--samples", "3", "--no-progress"]
+        "--sizes", "100,1000", "--threads", "1", "--budget", "0.02", "--samples", "3", "--no-progress",
+        "--processes", "1"]  # one worker process: the multi-process path has its own tests
 
 
 def run(args, capsys):
@@ -32,9 +33,9 @@ def assert_usage_error(args, capsys, *needles):
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """``python -m mathbench --quick`` in a subprocess: the real entry point."""
+    """``python -m mathbench --quick --processes 2`` in a subprocess: the real entry point, two workers."""
     out = tmp_path_factory.mktemp("runs") / "quick"
-    proc = subprocess.run([sys.executable, "-m", "mathbench", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "mathbench", "--quick", "--processes", "2", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return out, proc
@@ -67,8 +68,14 @@ def test_quick_run_writes_tidy_csv_and_metadata(quick_run):
     assert "speedup vs tanh" in proc.stdout and "relative cost" in proc.stdout
     # stderr is a pipe, not a terminal: sparse plain progress lines, not silence and not a bar
     progress = proc.stderr.splitlines()
-    assert "timing: start, 2" in progress and len(progress) < 40, proc.stderr
-    assert [line.split(":")[0] for line in progress if "start" in line] == ["compile", "accuracy", "timing"]
+    assert "timing 1/2: start, 2" in progress and len(progress) < 40, proc.stderr
+    assert [line.split(":")[0] for line in progress if "start" in line] == \
+        ["compile", "accuracy", "timing 1/2", "timing 2/2"]
+    # two worker processes, each loading every kernel from the cache the parent filled
+    assert meta["timing"]["processes"] == 2 and meta["timing"]["process_kernels_compiled"] == [0, 0]
+    assert (df["processes"] == 2).all() and (df["interval_method"] == "t95-processes").all()
+    assert (df["rounds"] >= 2 * df["rounds_per_process"]).all()
+    assert "Student-t 95% across 2 processes" in proc.stdout and "bootstrap" not in proc.stdout
 
 
 def test_compare_two_runs(quick_run, tmp_path, capsys):
@@ -78,6 +85,27 @@ def test_compare_two_runs(quick_run, tmp_path, capsys):
     cmp = pd.read_csv(tmp_path / "cmp.csv")
     assert (cmp["speedup"] == 1.0).all() and not cmp["differs"].any()
     assert (cmp["speedup_lo"] <= 1.0).all() and (cmp["speedup_hi"] >= 1.0).all()
+
+
+def _older_run():
+    """A committed reference run written before intervals across processes (no interval_method)."""
+    from mathbench import runs
+
+    for d in sorted((runs.PROJECT_ROOT / "results").glob("mathbench-*")):
+        if (d / "results.csv").exists() and "interval_method" not in pd.read_csv(d / "results.csv", nrows=0):
+            return d
+    pytest.skip("no committed run from before --processes")
+
+
+def test_report_and_compare_read_older_runs(quick_run, capsys):
+    old = _older_run()
+    code, text, err = run(["report", str(old)], capsys)
+    assert code == 0, err
+    assert "bootstrap of one process's rounds (older run: not a 95% interval of run-to-run spread)" in text
+    code, text, err = run(["compare", str(old), str(quick_run[0])], capsys)
+    assert code == 0, err
+    assert "intervals A: medians; intervals: bootstrap" in text
+    assert "intervals B: geometric means of per-process medians; intervals: Student-t 95% across 2 processes" in text
 
 
 def test_report_reprints_summary(quick_run, capsys):
@@ -95,6 +123,10 @@ def test_tiny_run_in_process(tmp_path, capsys):
     assert code == 0, err
     df = pd.read_csv(tmp_path / "r" / "results.csv")
     assert set(df["impl"]) == {"numba", "numpy"} and (df["threads"] == 1).all()
+    # one process, 3 rounds: the interval is the range of the rounds, and says so (never "95%")
+    assert (df["processes"] == 1).all() and (df["interval_method"] == "range-rounds").all()
+    assert "range [min, max] of 3 rounds in 1 process (not 95%" in out
+    assert "95%" not in out.split("relative cost")[0].replace("not 95%", "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +149,9 @@ def test_tiny_run_in_process(tmp_path, capsys):
     (["--forms", "integral"], ["unknown form"]),
     (["--budget", "-1"], ["--budget"]),
     (["--bogus"], ["unrecognized arguments"]),
+    (["--processes", "0"], ["--processes 0", "1..100"]),
+    (["--processes", "abc"], ["--processes", "'abc'"]),
+    (["--processes", "1.5"], ["--processes", "'1.5'"]),
 ])
 def test_bad_input_one_line_exit_2(args, needles, capsys, tmp_path):
     assert_usage_error(args + ["--out", str(tmp_path / "never")], capsys, *needles)

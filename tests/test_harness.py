@@ -130,6 +130,20 @@ def test_max_time_caps_rounds_but_not_below_min_samples(max_time, rounds):
     assert clk.calls["a"] == m["a"].calibration_calls + rounds * m["a"].repeats
 
 
+@pytest.mark.parametrize("max_time, rounds", [(None, 10), (1.0, 10), (5 * 2.0 ** -7, 5), (1e-9, 1)])
+def test_known_repeats_skip_calibration_and_budget_from_the_first_round(max_time, rounds):
+    clk = FakeClock()
+    cands = [clk.candidate("slow", 2.0 ** -8), clk.candidate("fast", 2.0 ** -10)]
+    # slow: known 1 repeat, never calibrated; fast calibrates to 4 -> a round costs 2^-8 + 4 * 2^-10 = 2^-7 s
+    m = measure_interleaved(cands, sample_time=2.0 ** -8, samples=10, min_samples=1, max_time=max_time,
+                            warmup=0, clock=clk, known_repeats={"slow": 1, "absent": 3})
+    assert (m["slow"].repeats, m["slow"].calibration_calls) == (1, 0)
+    assert m["fast"].repeats == 4 and m["fast"].calibration_calls > 0
+    assert m["slow"].rounds == m["fast"].rounds == rounds
+    assert clk.calls["slow"] == rounds and (m["slow"].samples == 2.0 ** -8).all()
+    assert clk.log[:2] == [("clock",), ("call", "fast")]  # calibration: the fast kernel only
+
+
 def test_min_samples_above_samples_is_capped():
     clk = FakeClock()
     m = measure_interleaved([clk.candidate("a", 2.0 ** -10)], sample_time=2.0 ** -10,

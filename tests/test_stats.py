@@ -132,3 +132,26 @@ def test_paired_ratio_direction_and_validation():
 ])
 def test_intervals_overlap(a, b, expected):
     assert stats.intervals_overlap(*a, *b) is expected
+
+
+@pytest.mark.parametrize("n,k", [(1, 0), (3, 0), (5, 0), (6, 1), (8, 1), (9, 2), (12, 3), (30, 10)])
+def test_order_rank_is_the_largest_rank_with_95_percent(n, k):
+    from scipy.stats import binom
+
+    assert stats.order_rank(n) == k
+    if k:
+        assert 1 - 2 * binom.cdf(k - 1, n, 0.5) >= 0.95 > 1 - 2 * binom.cdf(k, n, 0.5)
+
+
+def test_within_and_across_processes():
+    r = stats.within_process([5.0, 1.0, 3.0])
+    assert (r.value, r.lo, r.hi, r.method) == (3.0, 1.0, 5.0, stats.RANGE_ROUNDS)
+    r = stats.within_process(np.arange(1.0, 10.0))  # 9 rounds: 2nd and 8th order statistics
+    assert (r.value, r.lo, r.hi, r.method) == (5.0, 2.0, 8.0, stats.ORDER_ROUNDS)
+    r = stats.across_processes([1.0, 4.0])  # geometric mean 2; t(0.975, 1) = 12.706 on log values
+    half = 12.706204736174698 * np.log(4.0) / np.sqrt(2) / np.sqrt(2)
+    assert (r.value, r.lo, r.hi) == pytest.approx((2.0, 2 * np.exp(-half), 2 * np.exp(half)))
+    assert r.method == stats.T_PROCESSES
+    assert stats.combine([[1.0, 9.0, 2.0], [4.0, 4.0]]).value == pytest.approx(np.sqrt(2.0 * 4.0))
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.across_processes([1.0])
