@@ -18,17 +18,25 @@ from . import data as D, sweep
 PROG = "lstm_numba"
 
 DESCRIPTION = """\
-Train and time a multi-layer LSTM in Numba with tanh/sigmoid against other activations in the
-cell slot (CELL) and the gate slot (GATE), per task x layers x hidden x dtype x threads, paired:
-every variant of one shape starts from the same initial weights, sees the same batches, and the
-variants take turns chunk by chunk. Per row: JIT compile time (separate), seconds per training
-step split into forward / backward / optimizer, prediction latency (one sequence at batch 1) and
-throughput (--eval-batch sequences), held-out loss (+ perplexity for lm, accuracy and F1 for
-classify) after --iterations steps, medians with bootstrap 95% intervals over --repeats seeds.
-speedup = time(tanh/sigmoid) / time(variant) (> 1: faster), paired; loss and accuracy
-differences (variant - baseline) pair by seed. With torch installed (the 'peers' extra) a
-torch.nn.LSTM of the same shape, same weights and same batches runs in the same run at the same
-thread count.
+Train and time a multi-layer LSTM in Numba with activation pairs in the cell slot (CELL) and the
+gate slot (GATE), per task x layers x hidden x dtype x threads, paired: every variant of one shape
+starts from the same initial weights, sees the same batches, and the variants take turns chunk by
+chunk. The baseline is tanh:numba_simd/sigmoid:numba_simd (accurate and vectorized); the default
+candidates are isru/sigmoid:numba_simd, isru/isru_sigmoid, isru:numba_rsqrt/sigmoid:numba_simd and
+tanh/sigmoid, the seed project's configuration (scalar libm tanhf/expf, shown as such).
+Per row: JIT compile time (separate), which loops vectorized (gate forward, cell forward,
+backward, head; from the compiled assembly), seconds per training step split into forward /
+backward / optimizer, prediction latency (one sequence at batch 1) and throughput (--eval-batch
+sequences), and held-out quality (loss + perplexity for lm, accuracy and F1 for classify) on the
+test part, scored once at the checkpoint chosen on validation data (the last 10% of the training
+text or file, every --val-every steps, final after --patience validations without improvement),
+beside trivial baselines of the same data (unigram/bigram cross-entropy, majority class and best
+single-feature threshold): a model no better than unigram/majority is 'not trained' and left out
+of the comparison, one no better than bigram/threshold is 'weak'. Medians with bootstrap 95%
+intervals from at least 10 samples, else the range (min..max) and the count.
+speedup = time(baseline) / time(variant) (> 1: faster), paired; loss and accuracy differences
+(variant - baseline) pair by seed. With torch installed (the 'peers' extra) a torch.nn.LSTM of the
+same shape, same weights and same batches runs in the same run at the same thread count.
 
 Output: results/lstm-TIMESTAMP/ (or --out DIR) with results.csv, one row per configuration x
 variant written as each configuration finishes, and metadata.json. Running again with the same
@@ -39,9 +47,10 @@ machine load before and after).
 
 tasks:
   lm        character language model: embedded English-like corpus, or --data FILE (UTF-8 text;
-            the last 10% is held out)
+            the last 10% is held out for the test, the last 10% of the rest for validation)
   classify  occupancy from 5 sensor series, label at the window's end: embedded synthetic office,
-            or --occupancy-train/--occupancy-test (UCI Occupancy Detection CSV files)
+            or --occupancy-train/--occupancy-test (UCI Occupancy Detection CSV files; the last
+            10% of the training file's rows label the validation windows)
 
 subcommands:
   lstm_numba [sweep] [options]   the sweep (this help)
@@ -54,10 +63,10 @@ subcommands:
 EPILOG = """\
 examples:
   python -m lstm_numba                           default: lm, layers 1,2,3 x hidden 16..256,
-                                                 tanh vs isru in the cell slot, 1 thread and all cores
+                                                 the five default pairs, 1 thread and all cores
   python -m lstm_numba --quick                   smoke sweep (well under a minute with warm caches)
   python -m lstm_numba --tasks classify --occupancy-train datatraining.txt --occupancy-test datatest.txt
-  python -m lstm_numba --pairs isru,softsign/sigmoid,tanh/isru_sigmoid --dtypes float32,float64
+  python -m lstm_numba --pairs isru,softsign/sigmoid:numba_simd,tanh/isru_sigmoid --dtypes float32,float64
   python -m lstm_numba --hidden 512 --layers 1 --threads 1 --out results/h512
   python -m lstm_numba --out results/lstm-run    (again: resumes that run)
 """
@@ -99,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tasks", help="comma-separated: lm, classify (default lm)")
     g.add_argument("--layers", help="stacked layers, comma-separated (default 1,2,3)")
     g.add_argument("--hidden", help="hidden sizes, comma-separated (default 16,32,64,128,256)")
-    g.add_argument("--pairs", help="activation pairs to compare with tanh/sigmoid, comma-separated CELL/GATE "
-                   "(CELL alone means CELL/sigmoid); names from the registry, optionally NAME:IMPL, e.g. "
-                   "tanh:numba_rational; each needs a backprop form (see --list). The baseline "
-                   "tanh/sigmoid is always included (default isru/sigmoid)")
+    g.add_argument("--pairs", help="activation pairs to compare with the baseline "
+                   f"{'/'.join(sweep.BASELINE)}, comma-separated CELL/GATE (CELL alone means "
+                   f"CELL/{sweep.BASELINE[1]}); names from the registry, optionally NAME:IMPL, e.g. "
+                   "tanh:numba_rational; each needs a backprop form (see --list). The baseline is always "
+                   "included (default " + ",".join("/".join(p) for p in sweep.DEFAULT_PAIRS[1:]) + ")")
     g.add_argument("--dtypes", help="float32, float64 (default float32)")
     g.add_argument("--threads", help="thread counts, comma-separated; 1 = serial kernels, N > 1 = parallel "
                    f"kernels on N threads; 'all' = {threads.max_threads()} (default 1,all)")
@@ -121,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
     g.add_argument("--clip", type=float, help=f"global gradient-norm clip, 0 = none (default {d.clip:g})")
     g.add_argument("--seed", type=int, help="first seed; repeat r uses seed + r (default 0)")
+    g.add_argument("--val-every", type=int, help="validate every this many steps on the end of the training data "
+                   "(default: iterations/8); the test part is scored once, at the best validation checkpoint")
+    g.add_argument("--patience", type=int, help=f"validations without a lower loss after which the checkpoint "
+                   f"is final, as early stopping would keep it; 0 = never (default {d.patience})")
     g = p.add_argument_group("data (default: embedded, generated offline)")
     g.add_argument("--data", metavar="FILE", help="UTF-8 text file for the lm task")
     g.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy Detection training file "
@@ -132,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume-anyway", action="store_true", help="resume an --out folder measured by another "
                    "code version (sources or library versions differ); without it that is refused")
     g.add_argument("--quick", action="store_true", help="smoke sweep: lm and classify, 1 layer, hidden 16,32, "
-                   "float32, 1 thread, 12 steps, 2 repeats")
+                   "float32, 1 thread, 12 steps, 2 repeats, the baseline, isru/sigmoid:numba_simd and tanh/sigmoid")
     g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     g.add_argument("--list", action="store_true", help="list the activations usable in the cell and gate slots")
     return p
@@ -153,10 +167,14 @@ def make_settings(args) -> sweep.Settings:
         s.dtypes = choices(args.dtypes, "dtypes", sweep.DTYPES, "dtype")
     if args.threads:
         s.threads = _threads(args.threads)
-    for name in ("iterations", "repeats", "chunks", "seq_len", "batch", "eval_batch"):
+    for name in ("iterations", "repeats", "chunks", "seq_len", "batch", "eval_batch", "val_every"):
         v = _positive(getattr(args, name), name.replace("_", "-"))
         if v is not None:
             setattr(s, name, v)
+    if args.patience is not None:
+        if args.patience < 0:
+            raise UsageError(f"--patience {args.patience}: must be >= 0 (0: never final before the last step)")
+        s.patience = args.patience
     if args.lr is not None:
         s.lr = _positive(args.lr, "lr", float)
     if args.clip is not None:
@@ -250,9 +268,12 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def _train_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog=f"{PROG} train", formatter_class=_DefaultsFormatter,
-                       description="Train one LSTM on the embedded data (or --data / --occupancy-* files), print "
-                       "held-out metrics and save it (.npz with the vocabulary or the feature normalization and the "
-                       "data's path and content hash, so generate/predict can use it).")
+                       description="Train one LSTM on the embedded data (or --data / --occupancy-* files) and save "
+                       "it (.npz with the vocabulary or the feature normalization and the data's path and content "
+                       "hash, so generate/predict can use it). The last 10% of the training text or file is kept "
+                       "for validation: its metrics are printed every --eval-every steps, training stops after "
+                       "--patience validations without improvement, and the best checkpoint is saved. The test part "
+                       "is scored once, at that checkpoint, beside trivial baselines of the same data.")
     p.add_argument("--task", choices=sweep.TASKS, default="lm", help="lm: character language model; classify: "
                    "occupancy from sensor windows")
     p.add_argument("--data", metavar="FILE", help="UTF-8 text for --task lm (default: embedded corpus)")
@@ -261,8 +282,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy test file for --task classify")
     p.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
     p.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
-    p.add_argument("--cell", default="tanh", help="cell activation (registry name; see lstm_numba --list)")
-    p.add_argument("--gate", default="sigmoid", help="gate activation")
+    p.add_argument("--cell", default=sweep.BASELINE[0], help="cell activation (registry name; see lstm_numba "
+                   "--list; tanh is the scalar libm tanh)")
+    p.add_argument("--gate", default=sweep.BASELINE[1], help="gate activation (sigmoid: scalar libm exp)")
     p.add_argument("--dtype", choices=sweep.DTYPES, default="float32", help="floating-point type")
     p.add_argument("--threads", type=int, default=1, help="1 = serial kernels, N > 1 = parallel on N threads")
     p.add_argument("--iterations", type=int, default=300, help="training steps")
@@ -271,6 +293,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     p.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip, 0 = none")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
+    p.add_argument("--eval-every", type=int, default=50, help="evaluate on the validation part (the last "
+                   f"{D.VALIDATION_FRACTION * 100:.0f}%% of the training text or file) every this many steps")
+    p.add_argument("--patience", type=int, default=5, help="stop after this many validations in a row without a "
+                   "lower validation loss (0: never stop early); the best checkpoint is kept either way")
     p.add_argument("--save", metavar="PATH", required=True, help="where to write the model (.npz; never "
                    "overwrites a file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -298,8 +324,10 @@ def main_train(argv: list[str]) -> int:
     from .model import Model, ModelConfig
 
     args = _train_parser().parse_args(argv)
-    for name in ("layers", "hidden", "iterations", "batch", "seq_len"):
+    for name in ("layers", "hidden", "iterations", "batch", "seq_len", "eval_every"):
         _positive(getattr(args, name), name.replace("_", "-"))
+    if args.patience < 0:
+        raise UsageError(f"--patience {args.patience}: must be >= 0 (0: never stop early)")
     _positive(args.lr, "lr", float)
     _threads(str(args.threads))
     sweep.check_activation(args.cell, "cell")
@@ -312,7 +340,7 @@ def main_train(argv: list[str]) -> int:
         ds.check_seq_len(args.seq_len)
         cfg = ModelConfig("lm", args.hidden, args.layers, vocab_size=ds.n_vocab, cell=args.cell, gate=args.gate,
                           dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
-        train_data, test_data = ds.train, ds.test
+        train_data, val_data, test_data = ds.fit, ds.val, ds.test
         meta = {"task": "lm", "vocab": ds.vocab, "data_source": {"text": ds.record}, "seq_len": args.seq_len}
     else:
         if args.data:
@@ -322,37 +350,77 @@ def main_train(argv: list[str]) -> int:
         cfg = ModelConfig("classify", args.hidden, args.layers, n_features=D.SensorData.n_features, cell=args.cell,
                           gate=args.gate, dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
         train_data = ds.windows("train", args.seq_len)
+        val_data = ds.windows("val", args.seq_len)
         test_data = ds.windows("test", args.seq_len)
         meta = {"task": "classify", "data_source": ds.record, "seq_len": args.seq_len,
                 "feature_mean": ds.mean.tolist(), "feature_std": ds.std.tolist()}
     model = Model(cfg)
     tcfg = T.TrainConfig(iterations=args.iterations, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
-                         clip=args.clip, seed=args.seed, threads=args.threads if args.threads > 1 else None)
+                         clip=args.clip, seed=args.seed, threads=args.threads if args.threads > 1 else None,
+                         eval_every=args.eval_every, patience=args.patience)
     bar = progress_factory(args.no_progress)(total=args.iterations, desc="train", unit="step")
 
     def tick(row):
         bar.update(1)
         bar.set_postfix_str(f"loss {row['loss']:.3f}")
 
+    def validated(step, metrics):  # stdout, one line each: the numbers a user may tune on
+        from tqdm import tqdm  # its write() keeps a terminal bar intact; otherwise a plain print
+
+        tqdm.write(f"validation after {step:,} steps: " + _metrics_text(metrics), file=sys.stdout)
+
     try:
-        result = T.train(model, train_data, tcfg, on_iteration=tick)
+        result = T.train(model, train_data, tcfg, on_iteration=tick, validation=val_data, on_validation=validated)
     except T.NonFiniteLoss as e:
         raise UsageError(str(e)) from None
     finally:
         bar.close()
+    # the test part is scored once, here, at the checkpoint validation chose
     metrics = T.evaluate(model, test_data, seq_len=args.seq_len)
+    refs = _baselines(ds, args.task, args.seq_len)
     meta["metrics"] = {k: float(v) for k, v in metrics.items()}
-    meta["train"] = {"iterations": result.iterations, "batch": args.batch, "lr": args.lr, "clip": args.clip}
+    best_val = dict(result.val_history)[result.best_iteration]
+    meta["train"] = {"iterations": result.iterations, "batch": args.batch, "lr": args.lr, "clip": args.clip,
+                     "chosen_step": result.best_iteration, "validation": {k: float(v) for k, v in best_val.items()},
+                     "stopped_early": result.stopped_early, "eval_every": args.eval_every, "patience": args.patience}
     path = T.save(model, save_path, meta)
     step = result.step_seconds
     print(f"{cfg.task} L{cfg.layers} H{cfg.hidden} {cfg.cell}/{cfg.gate} {cfg.dtype} threads {args.threads}: "
-          f"compile {result.compile_seconds:.1f} s, {result.iterations} steps, median step "
+          f"compile {result.compile_seconds:.1f} s, {result.iterations} steps"
+          f"{' (stopped early: validation loss stopped improving)' if result.stopped_early else ''}, median step "
           f"{np.median(step) * 1e3:.3f} ms (forward {np.median(result.t_forward) * 1e3:.3f}, backward "
           f"{np.median(result.t_backward) * 1e3:.3f}, optimizer {np.median(result.t_optimizer) * 1e3:.3f})")
     print(_data_line(meta["data_source"], args.task))
-    print("held-out: " + _metrics_text(metrics))
+    print(f"chosen checkpoint: step {result.best_iteration:,} (lowest validation loss); validation: "
+          + _metrics_text(best_val))
+    print("test (held-out, scored once at the chosen checkpoint): " + _metrics_text(metrics))
+    print(_baseline_text(args.task, refs, metrics))
     print(f"saved: {path}")
     return 0
+
+
+def _baselines(ds, task: str, seq_len: int) -> dict:
+    """Trivial baselines on the test data ``train`` scores: fit on the training part."""
+    from . import baselines
+
+    if task == "lm":
+        return baselines.text(ds.fit, ds.test[:-1], ds.test[1:], ds.n_vocab)
+    ends = ds.test_ends(seq_len)
+    return baselines.classify(ds.train_x[:ds.val_from], ds.train_y[:ds.val_from], ds.test_x[ends], ds.test_y[ends])
+
+
+def _baseline_text(task: str, refs: dict, metrics: dict) -> str:
+    from . import baselines
+
+    state = baselines.flag(task, metrics, refs)
+    if task == "lm":
+        text = (f"unigram {refs['unigram']:.4g}, bigram {refs['bigram']:.4g} nats/char (add-0.5, fit on the "
+                "training text)")
+    else:
+        m, t = refs["majority"], refs["threshold"]
+        text = (f"majority class accuracy {m['accuracy']:.4g}, best single-feature threshold accuracy "
+                f"{t['accuracy']:.4g} (F1 {t['f1']:.4g}; {D.FEATURES[t['feature']]}), fit on the training part")
+    return f"baselines on the same test data: {text}; this model: {state}"
 
 
 def _metrics_text(metrics: dict) -> str:
@@ -507,6 +575,7 @@ def main_predict(argv: list[str]) -> int:
             raise UsageError(f"{text.source}: held-out part too short")
         metrics = T.evaluate(model, held, seq_len=seq_len)
         records = {"text": text.record}
+        refs = _baselines(text, "lm", seq_len)  # of the scored text, fit on its own training part
     else:
         if args.data:
             raise UsageError(f"{args.model} is a classify model; --data is for language models")
@@ -517,12 +586,34 @@ def main_predict(argv: list[str]) -> int:
         sd.check_seq_len(seq_len, parts=("test",), what="the model's sequence length")
         metrics = T.evaluate(model, sd.windows("test", seq_len))
         records = {"test": series.record}
+        fit = _recorded_train_series(meta)
+        refs = None if fit is None else _baselines(D.sensor_data(fit, series, "", (mean, std)), "classify", seq_len)
     if not math.isfinite(metrics["loss"]):  # finite weights can still overflow in the forward pass
         raise UsageError(f"{args.model}: held-out loss is {metrics['loss']} on that data; its weights overflow "
                          f"{model.config.dtype}, not a usable model")
     print(f"{args.model}: " + _metrics_text(metrics))
     print(_data_line(records, model.config.task))
+    print(_baseline_text(model.config.task, refs, metrics) if refs else
+          "baselines: not computed (the training file the model records is not at hand with its recorded content)")
     return 0
+
+
+def _recorded_train_series(meta: dict):
+    """The training series a classify model records, if it is at hand unchanged (else None):
+    what the majority and threshold baselines are fit on."""
+    rec = (meta.get("data_source") or {}).get("train") if isinstance(meta.get("data_source"), dict) else None
+    if not (isinstance(rec, dict) and isinstance(rec.get("source"), str)):
+        return None
+    if rec["source"] == D.EMBEDDED:
+        series = D.default_series()[0]
+    elif Path(rec["source"]).is_file():
+        try:
+            series = D.load_occupancy(rec["source"])
+        except UsageError:
+            return None
+    else:
+        return None
+    return series if series.sha256 == rec.get("sha256") else None
 
 
 def main(argv: list[str] | None = None) -> int:

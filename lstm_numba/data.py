@@ -40,6 +40,12 @@ from mathbench.errors import UsageError
 #: Fraction of a text that is held out (its tail) for the held-out loss.
 HELD_OUT_FRACTION = 0.1
 
+#: Fraction of the training part (text or training series) carved off its end for validation:
+#: time-ordered, so validation is "later" than what the model fits, as the test part is. Training
+#: reads only the rest; early stopping and checkpoint choice read validation; the test part is
+#: scored once, at the chosen checkpoint.
+VALIDATION_FRACTION = 0.1
+
 #: The ``source`` of the data sets generated here.
 EMBEDDED = "embedded"
 
@@ -191,10 +197,21 @@ class TextData:
 
     source: str        # "embedded" or the file path
     vocab: str         # the characters, sorted; id i is vocab[i]
-    train: np.ndarray  # int64 ids
+    train: np.ndarray  # int64 ids: the training part, validation included (see val_from)
     test: np.ndarray   # int64 ids (held-out)
     fingerprint: str = field(default="")
     sha256: str = ""   # of the file's bytes; for the embedded corpus, its fingerprint
+    val_from: Optional[int] = None  # train[val_from:] is validation, train[:val_from] what the model fits
+
+    @property
+    def fit(self) -> np.ndarray:
+        """The part of the training text the model is fit on (all of it without a split)."""
+        return self.train if self.val_from is None else self.train[:self.val_from]
+
+    @property
+    def val(self) -> np.ndarray:
+        """The validation text: the end of the training text (empty without a split)."""
+        return self.train[:0] if self.val_from is None else self.train[self.val_from:]
 
     @property
     def record(self) -> dict:
@@ -216,30 +233,36 @@ class TextData:
 
     def check_seq_len(self, seq_len: int) -> None:
         need = seq_len + 1
-        if self.train.size < need or self.test.size < need:
+        val = self.val.size if self.val_from is not None else need
+        if self.fit.size < need or self.test.size < need or val < need:
             raise UsageError(
                 f"{self.source}: text too short for --seq-len {seq_len}: training part has "
-                f"{self.train.size} characters and held-out part {self.test.size}; each needs at least "
-                f"{need} (held-out is the last {HELD_OUT_FRACTION:.0%})")
+                f"{self.fit.size} characters, validation part {val} and held-out part {self.test.size}; each "
+                f"needs at least {need} (held-out is the last {HELD_OUT_FRACTION:.0%}, validation the last "
+                f"{VALIDATION_FRACTION:.0%} of the rest)")
 
     def train_batch(self, rng: np.random.Generator, batch: int, seq_len: int):
-        """Random training windows: inputs ``(T, B)`` and next-character targets ``(T, B)``."""
-        starts = rng.integers(0, self.train.size - seq_len, size=batch)
+        """Random training windows (never reaching into validation): inputs ``(T, B)`` and
+        next-character targets ``(T, B)``."""
+        fit = self.fit
+        starts = rng.integers(0, fit.size - seq_len, size=batch)
         idx = starts[None, :] + np.arange(seq_len)[:, None]
-        return self.train[idx], self.train[idx + 1]
+        return fit[idx], fit[idx + 1]
 
-    def eval_batches(self, seq_len: int, batch: int, max_chars: Optional[int] = None
+    def eval_batches(self, seq_len: int, batch: int, max_chars: Optional[int] = None, part: str = "test"
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Consecutive non-overlapping windows covering the held-out text (at most ``max_chars``
-        predicted characters), ``batch`` windows at a time; the last batch may be smaller."""
-        n_win = (self.test.size - 1) // seq_len
+        """Consecutive non-overlapping windows covering the held-out text (``part="val"``: the
+        validation text), at most ``max_chars`` predicted characters, ``batch`` windows at a time;
+        the last batch may be smaller."""
+        ids = self.val if part == "val" else self.test
+        n_win = (ids.size - 1) // seq_len
         if max_chars is not None:
             n_win = max(1, min(n_win, max_chars // seq_len))
         starts = np.arange(n_win) * seq_len
         for b in range(0, n_win, batch):
             s = starts[b:b + batch]
             idx = s[None, :] + np.arange(seq_len)[:, None]
-            yield self.test[idx], self.test[idx + 1]
+            yield ids[idx], ids[idx + 1]
 
 
 def text_data(text: str, source: str, sha256: str = "") -> TextData:
@@ -249,7 +272,7 @@ def text_data(text: str, source: str, sha256: str = "") -> TextData:
     cut = int(round(len(ids) * (1.0 - HELD_OUT_FRACTION)))
     train, test = ids[:cut], ids[cut:]
     fp = _fingerprint(ids)
-    return TextData(source, vocab, train, test, fp, sha256 or fp)
+    return TextData(source, vocab, train, test, fp, sha256 or fp, int(round(cut * (1.0 - VALIDATION_FRACTION))))
 
 
 def default_text() -> TextData:
@@ -334,7 +357,7 @@ class SensorData:
     """
 
     source: str
-    train_x: np.ndarray  # (N, 5) float64, normalized
+    train_x: np.ndarray  # (N, 5) float64, normalized: the training series, validation included
     train_y: np.ndarray  # (N,) int32
     test_x: np.ndarray
     test_y: np.ndarray
@@ -344,12 +367,15 @@ class SensorData:
     train_start: Optional[np.ndarray] = None  # as Series.start
     test_start: Optional[np.ndarray] = None
     record: dict = field(default_factory=dict)  # {"train": Series.record, "test": Series.record}
+    # Training windows end before row val_from, validation windows at or after it (their inputs
+    # may reach back before it: the labels are what is held out). None: no validation part.
+    val_from: Optional[int] = None
 
     n_features = len(FEATURES)
     n_classes = 2
 
     def _part(self, part: str):
-        if part == "train":
+        if part in ("train", "val"):
             return self.train_x, self.train_y, self.train_start
         return self.test_x, self.test_y, self.test_start
 
@@ -358,19 +384,24 @@ class SensorData:
         evenly spaced)."""
         _, y, start = self._part(part)
         ends = np.arange(seq_len - 1, y.size)
+        if part != "test" and self.val_from is not None:
+            ends = ends[ends >= self.val_from] if part == "val" else ends[ends < self.val_from]
         if start is not None:
             ends = ends[ends - start[ends] >= seq_len - 1]
         if max_windows is not None and ends.size > max_windows:
             ends = ends[np.linspace(0, ends.size - 1, max_windows).round().astype(np.int64)]
         return ends
 
-    def check_seq_len(self, seq_len: int, parts=("train", "test"), what: str = "--seq-len") -> None:
+    def check_seq_len(self, seq_len: int, parts=("train", "val", "test"), what: str = "--seq-len") -> None:
         """Every part in ``parts`` must hold at least one window of ``seq_len`` rows."""
         for part in parts:
-            if self._ends(part, seq_len).size:
+            if (part == "val" and self.val_from is None) or self._ends(part, seq_len).size:
                 continue
             _, y, start = self._part(part)
-            name = "training" if part == "train" else "test"
+            name = "test" if part == "test" else "training"
+            if part == "train" and self.val_from is not None:  # windows end before the validation rows
+                name = f"training (without its last {VALIDATION_FRACTION:.0%}, kept for validation)"
+                y, start = y[:self.val_from], None if start is None else start[:self.val_from]
             if start is None or y.size < seq_len:
                 raise UsageError(f"{self.source}: {name} series has {y.size:,} rows, fewer than {what} {seq_len}")
             longest = int(np.unique(start, return_counts=True)[1].max())
@@ -394,13 +425,14 @@ class SensorData:
         return self._ends("test", seq_len, max_windows)
 
     def eval_batches(self, seq_len: int, batch: int, max_windows: Optional[int] = None,
-                     dtype=np.float64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        ends = self.test_ends(seq_len, max_windows)
+                     dtype=np.float64, part: str = "test") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        x, y, _ = self._part(part)
+        ends = self._ends(part, seq_len, max_windows)
         for b in range(0, ends.size, batch):
-            yield self._windows(self.test_x, self.test_y, ends[b:b + batch], seq_len, dtype)
+            yield self._windows(x, y, ends[b:b + batch], seq_len, dtype)
 
     def windows(self, part: str, seq_len: int, dtype=np.float64, max_windows: Optional[int] = None):
-        """Every window of ``part`` ("train" or "test") batch-major, as ``train.train`` takes
+        """Every window of ``part`` ("train", "val" or "test") batch-major, as ``train.train`` takes
         them: X (N, T, 5) and y (N,) (``max_windows``: that many, evenly spaced)."""
         x, y, _ = self._part(part)
         X, Y = self._windows(x, y, self._ends(part, seq_len, max_windows), seq_len, dtype)
@@ -408,18 +440,21 @@ class SensorData:
 
 
 def sensor_data(train: Series, test: Series, source: str, norm=None) -> SensorData:
-    """Both series normalized with the training mean and standard deviation, or with ``norm``
-    = (mean, std), a saved model's."""
+    """The training series, whose last VALIDATION_FRACTION of rows label the validation windows,
+    and the test series, both normalized with the fitted rows' mean and standard deviation, or
+    with ``norm`` = (mean, std), a saved model's."""
+    cut = int(round(train.y.size * (1.0 - VALIDATION_FRACTION)))
+    fit_x = train.x[:cut]
     if norm is None:
-        mean = train.x.mean(axis=0)
-        std = train.x.std(axis=0)
+        mean = fit_x.mean(axis=0)
+        std = fit_x.std(axis=0)
         std = np.where(std > 0, std, 1.0)  # a constant column stays constant (0) instead of NaN
     else:
         mean, std = norm
     scale = lambda a: (a - mean) / std  # noqa: E731
     return SensorData(source, scale(train.x), train.y, scale(test.x), test.y, mean, std,
                       _fingerprint(train.x, train.y, test.x, test.y), train.start, test.start,
-                      {"train": train.record, "test": test.record})
+                      {"train": train.record, "test": test.record}, cut)
 
 
 def scored_series(test: Series, mean, std) -> SensorData:

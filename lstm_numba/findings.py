@@ -1,8 +1,19 @@
 """Sentences computed from an LSTM sweep's CSV: the issue's targets and the seed's claims.
-The README and notebook 3 quote these; nothing here measures."""
+The README and notebook 3 quote these; nothing here measures.
+
+Intervals are named for what they are: a "95% interval" only where it was bootstrapped from at
+least ``sweep.MIN_CI_SAMPLES`` samples, otherwise the range (min..max) of the n samples. Runs
+written before the ``*_interval`` columns existed stored a bootstrap interval whatever the count;
+below the threshold that interval is the range (n = 3: exactly [min, max]), and is called so.
+Quality comparisons leave out rows flagged "not trained" (no better than the unigram or
+majority-class baseline), and rows whose baseline is not trained.
+"""
 from __future__ import annotations
 
 import pandas as pd
+
+MIN_CI_SAMPLES = 10  # sweep.MIN_CI_SAMPLES (not imported: reading a CSV needs no Numba)
+_COUNT = {"timing_interval": "timing_samples", "latency_interval": "latency_samples", "quality_interval": "repeats"}
 
 
 def _is(s: pd.Series) -> pd.Series:
@@ -13,42 +24,136 @@ def _range(s: pd.Series, fmt="{:.2f}") -> str:
     return f"median {fmt.format(s.median())}, range {fmt.format(s.min())} to {fmt.format(s.max())}"
 
 
+def interval_kind(g: pd.DataFrame, column: str) -> tuple[str, int]:
+    """("95% CI" or "range", smallest sample count) of the rows' ``column`` intervals."""
+    count = _COUNT[column]
+    n = int(pd.to_numeric(g[count], errors="coerce").min()) if count in g and len(g) else 0
+    if column == "quality_interval" and "quality_samples" in g:
+        n = int(pd.to_numeric(g["quality_samples"], errors="coerce").min())
+    if column in g and g[column].notna().all():
+        return ("95% CI" if (g[column] == "95% CI").all() else "range"), n
+    return ("95% CI" if n >= MIN_CI_SAMPLES else "range"), n
+
+
+def _counts(kind: str, n: int, up: int, down: int) -> str:
+    if kind == "95% CI":
+        return f"{up} with the whole 95% interval above 1, {down} below 1"
+    return (f"{up} with all {n} paired samples above 1, {down} with all below 1; ranges: too few samples for a 95% "
+            "interval")
+
+
+def _baseline_label(df: pd.DataFrame) -> str:
+    b = df[(df["backend"] == "numba") & _is(df["baseline"])]["variant"]
+    return b.iloc[0] if len(b) else "the baseline"
+
+
+def _role(df: pd.DataFrame, variant: str) -> str:
+    r = df.loc[df["variant"] == variant, "role"] if "role" in df else pd.Series(dtype=object)
+    return " (the seed's configuration: scalar libm)" if len(r) and str(r.iloc[0]).startswith("seed") else ""
+
+
 def speed(df: pd.DataFrame) -> list[str]:
-    """Candidate-vs-tanh speedups, by thread count."""
+    """Candidate-vs-baseline speedups, by thread count."""
     out = []
+    base = _baseline_label(df)
     cand = df[(df["backend"] == "numba") & ~_is(df["baseline"]) & df["speedup_train"].notna()]
     for (variant, thr), g in cand.groupby(["variant", "threads"]):
+        kind, n = interval_kind(g, "timing_interval")
         faster = int((g["speedup_train_lo"] > 1).sum())
         slower = int((g["speedup_train_hi"] < 1).sum())
         out.append(
-            f"{variant} vs tanh/sigmoid, {thr} thread(s), {len(g)} configurations (batch "
+            f"{variant}{_role(df, variant)} vs {base}, {thr} thread(s), {len(g)} configurations (batch "
             f"{'/'.join(str(b) for b in sorted(g['batch'].unique()))}): training speedup {_range(g['speedup_train'])}x "
-            f"({faster} with the whole 95% interval above 1, {slower} below 1); prediction (batch 1) "
+            f"({_counts(kind, n, faster, slower)}); prediction (batch 1) "
             f"{_range(g['speedup_latency'])}x; time saved per training step: median "
             f"{(1 - 1 / g['speedup_train']).median() * 100:+.1f}%.")
     return out
 
 
-def quality(df: pd.DataFrame) -> list[str]:
-    """Held-out loss/accuracy differences, paired by seed."""
+def _trained(d: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``d`` whose own model and whose configuration's baseline (in ``df``) beat the
+    trivial floor."""
+    if "quality_flag" not in d:
+        return d
+    ok = d["quality_flag"].fillna("") != "not trained"
+    base_ok = df[_is(df["baseline"])].set_index("config_id")["quality_flag"].fillna("") != "not trained"
+    return d[ok & d["config_id"].map(base_ok).eq(True)]
+
+
+def absolute(df: pd.DataFrame) -> list[str]:
+    """Held-out quality of every variant beside the trivial baselines of the same data."""
     out = []
-    cand = df[(df["backend"] == "numba") & ~_is(df["baseline"])]
+    for task, t in df[df["backend"] == "numba"].groupby("task"):
+        metric = "loss" if task == "lm" else "accuracy"
+        if metric not in t or t[metric].isna().all():
+            continue
+        per = "; ".join(f"{v} {_range(g[metric], '{:.3f}')}" for v, g in t.groupby("variant", sort=False))
+        what = "loss (nats/char)" if task == "lm" else "accuracy"
+        line = f"{task}: held-out {what} per variant over configurations: {per}"
+        if task == "lm" and "ref_bigram" in t and t["ref_bigram"].notna().any():
+            line += f"; baselines unigram {t['ref_unigram'].median():.3f}, bigram {t['ref_bigram'].median():.3f}"
+        elif task == "classify" and "ref_threshold_acc" in t and t["ref_threshold_acc"].notna().any():
+            line += (f"; baselines majority {t['ref_majority_acc'].median():.3f}, best single-feature threshold "
+                     f"{t['ref_threshold_acc'].median():.3f}")
+        if "quality_flag" in t:
+            c = t["quality_flag"].value_counts()
+            line += (f"; {int(c.get('trained', 0))} of {len(t)} rows trained, {int(c.get('weak', 0))} weak, "
+                     f"{int(c.get('not trained', 0))} not trained")
+        out.append(line + ".")
+    return out
+
+
+def quality(df: pd.DataFrame) -> list[str]:
+    """Held-out loss/accuracy differences, paired by seed, between trained models only."""
+    out = []
+    base = _baseline_label(df)
+    cand = _trained(df[(df["backend"] == "numba") & ~_is(df["baseline"])], df)
+    if "quality_flag" in df:
+        left = (df["backend"] == "numba") & ~_is(df["baseline"])
+        dropped = int(left.sum()) - len(cand)
+    else:
+        dropped = 0
     # the same shape at another thread count trains on the same seeds and batches: count it once
     cand = cand.sort_values("threads").drop_duplicates(["task", "layers", "hidden", "dtype", "batch", "variant"])
     for (variant, task), g in cand.groupby(["variant", "task"]):
         g = g[g["loss_diff"].notna()]
         if g.empty:
             continue
+        kind, n = interval_kind(g, "quality_interval")
         worse = int((g["loss_diff_lo"] > 0).sum())
         better = int((g["loss_diff_hi"] < 0).sum())
         repeats = int(g["repeats"].sum())
         higher = int(g["higher_loss_repeats"].sum())
-        line = (f"{task}: {variant} minus tanh/sigmoid held-out loss {_range(g['loss_diff'], '{:+.3f}')} over "
-                f"{len(g)} configurations; the 95% interval is above 0 (worse) in {worse}, below 0 (better) in "
+        what = "the 95% interval" if kind == "95% CI" else f"the range of all {n} seeds"
+        line = (f"{task}: {variant} minus {base} held-out loss {_range(g['loss_diff'], '{:+.3f}')} over "
+                f"{len(g)} configurations; {what} is above 0 (worse) in {worse}, below 0 (better) in "
                 f"{better}; {variant} had the higher loss in {higher} of {repeats} paired seed runs.")
         if task == "classify" and g["accuracy_diff"].notna().any():
             line += f" Accuracy difference {_range(g['accuracy_diff'], '{:+.3f}')}."
         out.append(line)
+    if dropped:
+        out.append(f"{dropped} candidate rows left out of the quality comparison: they or their baseline are "
+                   "not trained (no better than the unigram / majority-class baseline).")
+    return out
+
+
+def loops(df: pd.DataFrame) -> list[str]:
+    """Which loops of each variant vectorized (from the compiled assembly)."""
+    if "gate_fwd_vectorized" not in df:
+        return []
+    out = []
+    names = {"gate_fwd": "gate forward", "cell_fwd": "cell forward", "backward": "backward", "head": "head"}
+    d = df[(df["backend"] == "numba") & df["gate_fwd_vectorized"].notna()]
+    for (variant, dtype, par), g in d.groupby(["variant", "dtype", "parallel"], sort=False):
+        r = g.iloc[0]
+        parts = []
+        for loop, name in names.items():
+            if str(r[f"{loop}_vectorized"]) == "True":
+                parts.append(f"{name} {int(r[f'{loop}_simd_bits'])}-bit")
+            else:
+                parts.append(f"{name} scalar ({r[f'{loop}_libm']})")
+        out.append(f"{variant}{_role(df, variant)}, {dtype}, {'parallel' if str(par) == 'True' else 'serial'}: "
+                   + ", ".join(parts) + ".")
     return out
 
 
@@ -60,8 +165,8 @@ def torch_peer(df: pd.DataFrame) -> list[str]:
     for (task, batch, thr), g in base.groupby(["task", "batch", "threads"]):
         small = g[g["hidden"] <= 128]
         big = g[g["hidden"] == g["hidden"].max()]
-        line = (f"Numba tanh/sigmoid vs torch.nn.LSTM, {task}, batch {batch}, {thr} thread(s): time(torch)/time(Numba) "
-                f"for the training step {_range(g['vs_torch_train'])} over {len(g)} shapes")
+        line = (f"Numba {g['variant'].iloc[0]} vs torch.nn.LSTM, {task}, batch {batch}, {thr} thread(s): "
+                f"time(torch)/time(Numba) for the training step {_range(g['vs_torch_train'])} over {len(g)} shapes")
         if len(small):
             line += (f"; at hidden <= 128: {int((small['vs_torch_train'] > 1).sum())} of {len(small)} faster "
                      f"(min {small['vs_torch_train'].min():.2f}x)")
@@ -84,10 +189,10 @@ def threads(df: pd.DataFrame) -> list[str]:
         return []
     faster = both[both["parallel"] < both["serial"]]
     hid = sorted({k[2] for k in faster.index})
-    return [f"parallel (prange) over serial training step, tanh/sigmoid: parallel faster in {len(faster)} of "
+    return [f"parallel (prange) over serial training step, {_baseline_label(df)}: parallel faster in {len(faster)} of "
             f"{len(both)} shapes" + (f" (hidden {', '.join(map(str, hid))})" if hid else "")
             + f"; serial/parallel time ratio {_range(both['serial'] / both['parallel'])}."]
 
 
 def all_findings(df: pd.DataFrame) -> list[str]:
-    return speed(df) + quality(df) + torch_peer(df) + threads(df)
+    return speed(df) + loops(df) + absolute(df) + quality(df) + torch_peer(df) + threads(df)

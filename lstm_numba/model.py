@@ -39,6 +39,8 @@ dtype="float32", parallel=False, seed=0, forget_bias=1.0)``
         config uses (forward, backward, Adam); call it before timing anything.
     ``.kernels`` the generated Numba module; ``.nchunks`` work chunks per parallel region.
 ``compile_model(config) -> float`` the same as ``Model(config).compile()``.
+``loop_facts(config) -> {loop: {"vectorized", "simd_bits", "libm_calls"}}`` for the gate forward,
+    cell forward, backward and head loops (``LOOPS``), read from their compiled assembly.
 
 The parallel variant (``parallel=True``) splits every timestep's hidden units, the big matrix
 products and the optimizer into ``numba.get_num_threads()`` chunks inside ``prange``; it calls
@@ -49,10 +51,13 @@ How activations plug in (see ``mathbench.codegen``): the code between the ``numb
 markers below is plain Python that reads the globals CELL_F, CELL_DY, GATE_F, GATE_DY (the
 registry's forward and backprop-form scalars). For a (cell, gate, parallel) choice its source text
 is copied into a generated module whose header imports the chosen scalars under those names and
-defines ``kernel``/``pkernel`` as ``njit`` and PARALLEL as a constant; that module is disk-cached
+defines ``kernel``/``pkernel`` as ``njit`` (with the fastmath flags of the scalars that Numba
+inlines at IR level, ``cell_fastmath``: a ``numba_simd`` scalar takes its caller's flags) and
+PARALLEL as a constant; that module is disk-cached
 (``cache=True``) and its name hashes its text and the scalars' source files, so edits recompile.
 The activation-independent kernels (``numba helpers`` markers: GEMM wrappers, heads, Adam) go
-into one generated module per variant that every pair imports, so they compile once. The
+into one generated module per variant that every pair imports, so they compile once; the heads'
+per-element loops use ``mathbench.simd``'s exp (and log1p), so they vectorize. The
 backward pass uses the registry's backprop forms ``dfdy`` on stored outputs, so a new activation
 needs no edits here. Read outside a generated module, the kernels run as (slow) plain Python with
 tanh/sigmoid.
@@ -82,7 +87,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now, so threadpoolctl sees it)
 from numba import prange
 
-from mathbench import codegen, jit as mjit, registry
+from mathbench import codegen, jit as mjit, registry, simd
 from mathbench.errors import UsageError
 from mathbench.jit import c
 # Defaults for reading/running the kernel section as plain Python; generated modules rebind them.
@@ -90,8 +95,11 @@ from mathbench.scalars import sigmoid_dy as GATE_DY
 from mathbench.scalars import sigmoid_exp as GATE_F
 from mathbench.scalars import tanh_dy as CELL_DY
 from mathbench.scalars import tanh_libm as CELL_F
+from mathbench.simd import _log1p_unit as log1p_unit  # log(1 + u) on [0, 1], vectorizable
+from mathbench.simd import exp_core
 
-__all__ = ["ModelConfig", "Params", "Model", "init_params", "compile_model", "TASKS", "DTYPES"]
+__all__ = ["ModelConfig", "Params", "Model", "init_params", "compile_model", "loop_facts", "LOOPS", "TASKS",
+           "DTYPES"]
 
 TASKS = ("lm", "classify")
 DTYPES = ("float32", "float64")
@@ -106,6 +114,15 @@ def kernel(fn):  # generated modules: njit(**JIT_OPTIONS)
 
 def pkernel(fn):  # generated modules: njit(parallel=<variant>, **JIT_OPTIONS)
     return fn
+
+
+def headkernel(fn):  # generated modules: njit(fastmath=HEAD_FASTMATH, **JIT_OPTIONS)
+    return fn
+
+
+# The heads' loops inline mathbench.simd's exp/log1p at Numba IR level, where they take the
+# loop's flags: FMA contraction is what their accuracy bounds were measured with.
+HEAD_FASTMATH = frozenset({"contract"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,10 +454,20 @@ def add_vec_mat_cols(dst, g, W, j0, j1):
             dst[k] += gr * row[k]
 
 
+@headkernel
+def exp_shifted(row, m):
+    """row[v] = e^(row[v] - m): the softmax head's per-element loop, a vectorizable exp
+    (``mathbench.simd.exp_core``; libm ``expf`` would keep it scalar) with no reduction in it
+    (a float sum needs reassociation to vectorize, which exp_core's range reduction forbids)."""
+    for v in range(row.shape[0]):
+        row[v] = exp_core(row[v] - m)
+
+
 @kernel
 def softmax_xent(P, b_out, tgt):
     """P (N, V): logits without bias on entry, softmax probabilities on exit. Returns the
-    summed cross-entropy against tgt (N,) in float64 (log-sum-exp, max subtracted)."""
+    summed cross-entropy against tgt (N,) in float64 (log-sum-exp, max subtracted; one libm
+    log per row, not per element)."""
     N, V = P.shape
     acc = 0.0
     for n in range(N):
@@ -451,11 +478,10 @@ def softmax_xent(P, b_out, tgt):
             row[v] = zv
             m = zv if zv > m else m
         zt = row[tgt[n]]
+        exp_shifted(row, m)
         s = c(m, 0.0)
         for v in range(V):
-            e = math.exp(row[v] - m)
-            row[v] = e
-            s += e
+            s += row[v]
         inv = c(m, 1.0) / s
         for v in range(V):
             row[v] *= inv
@@ -474,21 +500,36 @@ def softmax_xent_backward(P, tgt, dL):
         dL[n, tgt[n]] -= inv_n
 
 
+@headkernel
+def bce_terms(z, y, P, loss):
+    """Per batch row: loss[b] = max(z, 0) - z y + log(1 + e^-|z|) (never overflows) and
+    P[b] = sigmoid(z). The classification head's per-element loop: a vectorizable exp and
+    log1p on (0, 1] (``mathbench.simd``), no libm call, no reduction. The arrays must not
+    overlap: LLVM checks that at run time and takes its scalar loop if they do."""
+    for b in range(z.shape[0]):
+        zb = z[b]
+        zero = c(zb, 0.0)
+        one = c(zb, 1.0)
+        e = exp_core(-abs(zb))
+        loss[b] = (zb if zb > zero else zero) - zb * y[b] + log1p_unit(e)
+        P[b] = one / (one + e) if zb >= zero else e / (one + e)
+
+
 @kernel
 def bce_forward(last, W_out, b_out, y, P):
     """Mean binary cross-entropy of the logits W_out last[b] + b_out; P[b] = sigmoid(logit)."""
     B, H = last.shape
+    z = np.empty_like(P)
+    for b in range(B):
+        zb = b_out[0]
+        for k in range(H):
+            zb += W_out[0, k] * last[b, k]
+        z[b] = zb
+    terms = np.empty_like(P)
+    bce_terms(z, y, P, terms)
     acc = 0.0
     for b in range(B):
-        z = b_out[0]
-        for k in range(H):
-            z += W_out[0, k] * last[b, k]
-        zero = c(z, 0.0)
-        one = c(z, 1.0)
-        e = math.exp(-abs(z))
-        # max(z, 0) - z*y + log(1 + exp(-|z|)): never overflows
-        acc += (z if z > zero else zero) - z * y[b] + math.log1p(e)
-        P[b] = one / (one + e) if z >= zero else e / (one + e)
+        acc += terms[b]
     return acc / B
 
 
@@ -573,6 +614,29 @@ def add_column(dst, src, b):
 
 
 @kernel
+def gate_forward_loop(i, f, o, gp):
+    """i, f, o <- GATE(i, f, o): the gate activations of one batch row, in place. Its own loop
+    (and function) so that its vectorization is reported apart from the cell's (``loop_facts``)."""
+    for k in range(i.shape[0]):
+        i[k] = GATE_F(i[k], gp)
+        f[k] = GATE_F(f[k], gp)
+        o[k] = GATE_F(o[k], gp)
+
+
+@kernel
+def cell_forward_loop(i, f, g, o, cprev, cnew, tc, hnew, cp):
+    """g <- CELL(g), c' = f c + i g, CELL(c'), h' = o CELL(c') for one batch row (gates done)."""
+    for k in range(g.shape[0]):
+        gk = CELL_F(g[k], cp)
+        cc = f[k] * cprev[k] + i[k] * gk
+        t = CELL_F(cc, cp)
+        g[k] = gk
+        cnew[k] = cc
+        tc[k] = t
+        hnew[k] = o[k] * t
+
+
+@kernel
 def cell_forward_units(z, rT, cprev, cnew, hnew, tc, j0, j1, cp, gp):
     """One timestep for hidden units [j0, j1) of every batch row.
     z (B, 4H): input part of the pre-activations, overwritten with the gate outputs;
@@ -590,24 +654,26 @@ def cell_forward_units(z, rT, cprev, cnew, hnew, tc, j0, j1, cp, gp):
         add_column(f, rT[H + j0:H + j1], b)
         add_column(g, rT[2 * H + j0:2 * H + j1], b)
         add_column(o, rT[3 * H + j0:3 * H + j1], b)
-        cp_b = cprev[b][j0:j1]
-        cn_b = cnew[b][j0:j1]
-        tc_b = tc[b][j0:j1]
-        hn_b = hnew[b][j0:j1]
-        for k in range(j1 - j0):
-            ik = GATE_F(i[k], gp)
-            fk = GATE_F(f[k], gp)
-            gk = CELL_F(g[k], cp)
-            ok = GATE_F(o[k], gp)
-            cc = fk * cp_b[k] + ik * gk
-            t = CELL_F(cc, cp)
-            i[k] = ik
-            f[k] = fk
-            g[k] = gk
-            o[k] = ok
-            cn_b[k] = cc
-            tc_b[k] = t
-            hn_b[k] = ok * t
+        gate_forward_loop(i, f, o, gp)
+        cell_forward_loop(i, f, g, o, cprev[b][j0:j1], cnew[b][j0:j1], tc[b][j0:j1], hnew[b][j0:j1], cp)
+
+
+@kernel
+def cell_backward_loop(dh, i, f, g, o, tc, cprev, dc, di, df, dg, do, cp, gp):
+    """The backward of one batch row (all 1-D slices of the units [j0, j1)): the loop
+    ``loop_facts`` reports as "backward"."""
+    for k in range(i.shape[0]):
+        ik = i[k]
+        fk = f[k]
+        gk = g[k]
+        ok = o[k]
+        tk = tc[k]
+        dct = dc[k] + dh[k] * ok * CELL_DY(tk, cp)
+        di[k] = dct * gk * GATE_DY(ik, gp)
+        df[k] = dct * cprev[k] * GATE_DY(fk, gp)
+        dg[k] = dct * ik * CELL_DY(gk, cp)
+        do[k] = dh[k] * tk * GATE_DY(ok, gp)
+        dc[k] = dct * fk
 
 
 @kernel
@@ -616,32 +682,12 @@ def cell_backward_units(dHt, z, tc, cprev, dc, dGt, j0, j1, cp, gp):
     and from t+1); dc carries in from t+1 and out to t-1; writes dGt (B, 4H) = dL/da_t."""
     B, H = cprev.shape
     for b in range(B):
-        dh = dHt[b][j0:j1]
         zb = z[b]
-        i = zb[j0:j1]
-        f = zb[H + j0:H + j1]
-        g = zb[2 * H + j0:2 * H + j1]
-        o = zb[3 * H + j0:3 * H + j1]
         gb = dGt[b]
-        di = gb[j0:j1]
-        df = gb[H + j0:H + j1]
-        dg = gb[2 * H + j0:2 * H + j1]
-        do = gb[3 * H + j0:3 * H + j1]
-        t_b = tc[b][j0:j1]
-        cp_b = cprev[b][j0:j1]
-        dc_b = dc[b][j0:j1]
-        for k in range(j1 - j0):
-            ik = i[k]
-            fk = f[k]
-            gk = g[k]
-            ok = o[k]
-            tk = t_b[k]
-            dct = dc_b[k] + dh[k] * ok * CELL_DY(tk, cp)
-            di[k] = dct * gk * GATE_DY(ik, gp)
-            df[k] = dct * cp_b[k] * GATE_DY(fk, gp)
-            dg[k] = dct * ik * CELL_DY(gk, cp)
-            do[k] = dh[k] * tk * GATE_DY(ok, gp)
-            dc_b[k] = dct * fk
+        cell_backward_loop(dHt[b][j0:j1], zb[j0:j1], zb[H + j0:H + j1], zb[2 * H + j0:2 * H + j1],
+                           zb[3 * H + j0:3 * H + j1], tc[b][j0:j1], cprev[b][j0:j1], dc[b][j0:j1],
+                           gb[j0:j1], gb[H + j0:H + j1], gb[2 * H + j0:2 * H + j1], gb[3 * H + j0:3 * H + j1],
+                           cp, gp)
 
 
 @pkernel
@@ -794,16 +840,27 @@ def _section(markers) -> str:
     return text[start:text.index(markers[1], start)]
 
 
-def _header(doc: str, parallel: bool, imports: list[str]) -> str:
+def _flags_text(flags) -> str:
+    """A fastmath value as source text, sorted: a set's repr order changes between processes, and
+    the text is the module's cache key."""
+    if isinstance(flags, (set, frozenset)):
+        return "{" + ", ".join(map(repr, sorted(flags))) + "}" if flags else "False"
+    return repr(bool(flags))
+
+
+def _header(doc: str, parallel: bool, imports: list[str], fastmath=frozenset()) -> str:
+    fm = _flags_text(fastmath)
     return "\n".join([
         f'"""Generated by lstm_numba.model: {doc}."""',
         "import math",
         "import numpy as np",
         "from numba import njit, prange",
         f"from {mjit.__name__} import JIT_OPTIONS, c",
+        f"from {simd.__name__} import exp_core, _log1p_unit as log1p_unit",
         *imports,
-        "kernel = njit(**JIT_OPTIONS)",
-        f"pkernel = njit(parallel={bool(parallel)}, **JIT_OPTIONS)",
+        f"kernel = njit(fastmath={fm}, **JIT_OPTIONS)",
+        f"pkernel = njit(parallel={bool(parallel)}, fastmath={fm}, **JIT_OPTIONS)",
+        f"headkernel = njit(fastmath={_flags_text(HEAD_FASTMATH)}, **JIT_OPTIONS)",
         f"PARALLEL = {bool(parallel)}",
         "", "",
     ])
@@ -814,22 +871,42 @@ def helpers(parallel: bool):
     """The activation-independent kernels (GEMM wrappers, heads, Adam): one generated module per
     variant, so a new activation pair compiles only the cell section."""
     text = _header(f"helpers, parallel={bool(parallel)}", parallel, []) + _section(_HELPERS)
-    return codegen.load_module("lstm_numba_helpers", text, [inspect.getsourcefile(mjit)])
+    return codegen.load_module("lstm_numba_helpers", text, [inspect.getsourcefile(mjit), inspect.getsourcefile(simd)])
+
+
+def _scalars(cell: str, gate: str) -> dict:
+    _, ci = resolve_activation(cell, "cell")
+    _, gi = resolve_activation(gate, "gate")
+    return {"CELL_F": ci.forward, "CELL_DY": ci.dfdy, "GATE_F": gi.forward, "GATE_DY": gi.dfdy}
+
+
+def cell_fastmath(cell: str, gate: str) -> frozenset:
+    """The cell kernels' fastmath flags: the union of the four scalars' own. A scalar inlined at
+    Numba IR level (``numba_simd``: ``inline="always"``) is lowered with its caller's flags, so
+    the loop must carry them (as ``mathbench.kernels`` does); a scalar called as a function keeps
+    its own (``isru:numba_rsqrt``'s arcp/afn must not reach the rest of the loop). Pairs of plain
+    scalars (the seed's tanh/sigmoid) get none, as before."""
+    flags = set()
+    for fn in _scalars(cell, gate).values():
+        if fn.targetoptions.get("inline") != "always":  # compiled on its own, with its own flags
+            continue
+        f = fn.targetoptions.get("fastmath", False)
+        flags |= set(f) if isinstance(f, (set, frozenset)) else (set() if not f else {"fast"})
+    return frozenset(flags)
 
 
 def module_text(cell: str, gate: str, parallel: bool) -> tuple[str, list[str]]:
     """Source text of the generated kernel module for one activation pair, and its dependencies."""
-    _, ci = resolve_activation(cell, "cell")
-    _, gi = resolve_activation(gate, "gate")
-    fns = {"CELL_F": ci.forward, "CELL_DY": ci.dfdy, "GATE_F": gi.forward, "GATE_DY": gi.dfdy}
+    fns = _scalars(cell, gate)
     imports = [f"from {fn.py_func.__module__} import {fn.py_func.__name__} as {alias}"
                for alias, fn in fns.items()]
     hmod = helpers(parallel)
     names = re.findall(r"^def (\w+)\(", _section(_HELPERS), re.M)
     imports.append(f"from {hmod.__name__} import {', '.join(names)}")
-    text = _header(f"cell={cell!r}, gate={gate!r}, parallel={bool(parallel)}", parallel, imports)
+    text = _header(f"cell={cell!r}, gate={gate!r}, parallel={bool(parallel)}", parallel, imports,
+                   cell_fastmath(cell, gate))
     deps = {inspect.getsourcefile(fn.py_func) for fn in fns.values()}
-    deps |= {inspect.getsourcefile(mjit), hmod.__file__}
+    deps |= {inspect.getsourcefile(mjit), inspect.getsourcefile(simd), hmod.__file__}
     return text + _section(_CELL), sorted(deps)
 
 
@@ -1080,3 +1157,69 @@ def _c_writable(a: np.ndarray, dtype) -> np.ndarray:
 def compile_model(config: ModelConfig) -> float:
     """Seconds to compile (or load from cache) every kernel ``config`` uses."""
     return Model(config).compile()
+
+
+# ---------------------------------------------------------------------------------------------
+# per-loop vectorization facts
+
+#: The loops whose vectorization a sweep row reports: name -> kernel (the head per task).
+LOOPS = {"gate_fwd": "gate_forward_loop", "cell_fwd": "cell_forward_loop", "backward": "cell_backward_loop",
+         "head": {"lm": "exp_shifted", "classify": "bce_terms"}}
+_N_ARRAYS = {"gate_forward_loop": (3, 1), "cell_forward_loop": (8, 1), "cell_backward_loop": (12, 2),
+             "exp_shifted": (1, 1), "bce_terms": (4, 0)}  # (1-D arrays, then scalars of the dtype)
+_FUNC = re.compile(r"^\s*\.type\s+([^,\s]+),@function\s*$", re.M)
+_CALL = re.compile(r"^\s*(?:call|jmp)\w*\s+\*?([\w.$]+?)(?:@PLT)?\s*$", re.M)
+
+
+def function_asm(asm: str, py_name: str) -> str:
+    """The assembly of the Numba function ``py_name`` and of every function it calls that is
+    defined in the same listing (a scalar LLVM did not inline): ``inspect_asm`` lists the whole
+    linked library, i.e. also the CPython/cfunc wrappers and the callees' standalone copies, and
+    a wrapper or an unused copy must not decide the loop's facts. Functions are cut at their
+    ``.type NAME,@function`` lines; Numba's mangled names carry ``<len><py_name>`` after the
+    module, and the wrappers start with ``cpython``/``cfunc``."""
+    starts = [(m.start(), m.group(1)) for m in _FUNC.finditer(asm)]
+    blocks = {name: asm[pos:(starts[k + 1][0] if k + 1 < len(starts) else len(asm))]
+              for k, (pos, name) in enumerate(starts)}
+    tag = f"{len(py_name)}{py_name}"
+    todo = [n for n in blocks if tag in n and not n.startswith(("_ZN7cpython", "cfunc", "_ZN5cfunc"))]
+    seen: set = set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        todo += [c for c in _CALL.findall(blocks[n]) if c in blocks]
+    return "".join(blocks[n] for n in sorted(seen))
+
+
+def loop_facts(config: ModelConfig) -> dict:
+    """``{loop: {"vectorized", "simd_bits", "libm_calls"}}`` for the loops in ``LOOPS`` as
+    compiled for ``config`` (its pair, dtype and threading), from their assembly
+    (``mathbench.kernels.simd_info``). Numba cannot show the assembly of code loaded from its
+    disk cache, so each loop is compiled once more uncached with the same options and types,
+    and the facts are saved beside the cache (keyed by the generated module's hashed name)."""
+    from mathbench.kernels import _load_simd_cache, _save_simd_cache, simd_info
+
+    mod = kernels(config.cell, config.gate, bool(config.parallel))
+    path = codegen.cache_dir() / f"simd-{mod.__name__}.json"
+    saved = _load_simd_cache(path)
+    nt = numba.from_dtype(config.np_dtype)
+    arr = numba.types.Array(nt, 1, "C")
+    out, changed = {}, False
+    for loop, fname in LOOPS.items():
+        fname = fname[config.task] if isinstance(fname, dict) else fname
+        key = f"{fname}|{config.dtype}"
+        if not (isinstance(saved.get(key), dict) and set(saved[key]) == {"vectorized", "simd_bits", "libm_calls"}):
+            disp = getattr(mod, fname)
+            opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}  # njit implies it
+            twin = numba.njit(**{**opts, "cache": False})(disp.py_func)
+            n_arr, n_sc = _N_ARRAYS[fname]
+            sig = (arr,) * n_arr + (nt,) * n_sc
+            twin.compile(sig)
+            saved[key] = simd_info(function_asm(twin.inspect_asm(sig), fname))
+            changed = True
+        out[loop] = saved[key]
+    if changed:
+        _save_simd_cache(path, saved)
+    return out

@@ -130,6 +130,15 @@ class TorchEngine:
         t3 = clock()
         return t1 - t0, t2 - t1, t3 - t2, float(loss.detach())
 
+    def snapshot(self):
+        """Copies of the weights (the sweep's validation-chosen checkpoint)."""
+        return [p.detach().clone() for p in self.params]
+
+    def restore(self, snap) -> None:
+        with self.torch.no_grad():
+            for p, q in zip(self.params, snap):
+                p.copy_(q)
+
     def predict(self, x):
         """Probabilities for a batch without a gradient tape (what inference pays): LM softmax
         over the vocabulary at every step, classify sigmoid of the last step's logit."""

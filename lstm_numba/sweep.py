@@ -1,22 +1,36 @@
 """The LSTM sweep: paired, interleaved timing and held-out quality of activation pairs.
 
 One *configuration* is (task, layers, hidden, dtype, threads) plus the run settings. It has one
-*variant* per activation pair (cell/gate; the baseline tanh/sigmoid first) and, with torch
+*variant* per activation pair (cell/gate; the baseline first: ``BASELINE``, tanh and sigmoid
+accurate and vectorized, so a candidate's speedup is its own and not scalar libm's; the seed's
+scalar-libm ``tanh/sigmoid`` is one of the default candidates, labelled as such) and, with torch
 installed, a ``torch.nn.LSTM`` peer. For each repeat r (seed = --seed + r):
 
 1. every variant starts from the same initial weights (``model.init_params`` depends only on
-   the seed and the shapes; the torch peer gets a copy) and trains on the same pre-drawn batches;
+   the seed and the shapes; the torch peer gets a copy) and trains on the same pre-drawn batches
+   from the training part of the data (validation excluded);
 2. the iterations are cut into chunks and the variants take turns chunk by chunk, the order
    rotating every chunk, so machine drift hits all variants alike; each (repeat, chunk) gives one
    paired timing sample (median seconds per step, split forward / backward / optimizer);
-3. prediction latency (one sequence, batch 1) and throughput (--eval-batch sequences) are timed
+3. between timed steps, every ``val_every`` steps, each variant is evaluated on the validation
+   part (the end of the training text or file); the best parameters are kept and, after
+   ``patience`` validations without a lower loss, the checkpoint is final (what early stopping
+   would keep; training goes on only so that all variants are timed over the same steps);
+4. prediction latency (one sequence, batch 1) and throughput (--eval-batch sequences) are timed
    by ``mathbench.harness.measure_interleaved`` (rotating round-robin, paired by round);
-4. held-out loss (LM: mean cross-entropy per character, perplexity = exp(loss); classify:
-   binary cross-entropy, accuracy, F1) is measured after the fixed number of iterations.
+5. each variant is restored to its chosen checkpoint and scored once on the test part
+   (LM: mean cross-entropy per character, perplexity = exp(loss); classify: binary
+   cross-entropy, accuracy, F1), beside trivial baselines of the same test data
+   (``baselines``), which flag it "not trained" or "weak".
+
+Per-loop facts (``model.loop_facts``: vectorized, SIMD width, libm calls left in the gate
+forward, cell forward, backward and head loops) are read once per compiled variant.
 
 Speedups are ``stats.paired_ratio(time(baseline), time(variant))`` over the paired samples
 (> 1: the variant is faster). Quality differences (variant - baseline) pair by repeat/seed.
-JIT compile time is measured before any timing (``Model.compile``) in its own column.
+An interval is a bootstrap 95% CI only from at least ``MIN_CI_SAMPLES`` samples; with fewer it is
+the range (min, max); the ``*_interval`` columns say which. JIT compile time is measured before
+any timing (``Model.compile``) in its own column.
 
 Threads are set explicitly for every variant before each chunk and recorded per row: Numba
 variants run Numba at the row's thread count (``parallel=True`` kernels when > 1) with BLAS at
@@ -47,30 +61,43 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mathbench import codegen, harness, jit, registry, runs, stats, threads
+from mathbench import codegen, harness, jit, registry, runs, simd, stats, threads
 from mathbench.errors import UsageError
 
+from . import baselines as BL
 from . import data as D
 from . import optim, peers
 # Importing the model loads SciPy's BLAS now, before any thread limit is set, so every limit
 # below reaches it (a library loaded inside a threadpool_limits block keeps its default).
-from .model import Model, ModelConfig
+from .model import LOOPS, Model, ModelConfig, loop_facts
 from .optim import Adam
 
 KIND = "lstm"
-BASELINE = ("tanh", "sigmoid")
+#: Accurate and vectorized in both slots: what a candidate must beat to claim a saving.
+BASELINE = ("tanh:numba_simd", "sigmoid:numba_simd")
+#: The seed project's configuration (scalar libm tanh and exp): shows what scalar libm costs,
+#: and keeps the earlier "ISRU is faster" measurement reproducible.
+SEED_PAIR = ("tanh", "sigmoid")
+DEFAULT_PAIRS = [BASELINE, ("isru", "sigmoid:numba_simd"), ("isru", "isru_sigmoid"),
+                 ("isru:numba_rsqrt", "sigmoid:numba_simd"), SEED_PAIR]
+#: Fewer samples than this get no "95%" interval: the bootstrap of a median from n samples has
+#: coverage well below 95% for small n (n = 3: [min, max], about 76%); they get min..max and n.
+MIN_CI_SAMPLES = 10
+CI, RANGE = "95% CI", "range"
 TASKS = ("lm", "classify")
 DTYPES = ("float32", "float64")
 
 COLUMNS = [
     # identity of the configuration and the variant
     "config_id", "task", "layers", "hidden", "dtype", "threads", "parallel",
-    "variant", "backend", "cell", "gate", "baseline",
+    "variant", "backend", "cell", "gate", "baseline", "role",
     # run settings (constant within a run, repeated so every row stands alone)
     "seq_len", "batch", "eval_batch", "iterations", "repeats", "chunks", "seed",
-    "optimizer", "lr", "clip", "data", "data_fingerprint", "n_in", "n_out", "parameters",
+    "optimizer", "lr", "clip", "val_every", "patience", "data", "data_fingerprint", "n_in", "n_out", "parameters",
     # JIT
     "compile_s",
+    # per loop of the compiled kernels (model.LOOPS): vectorized?, SIMD bits, libm calls left
+    *[f"{loop}_{k}" for loop in LOOPS for k in ("vectorized", "simd_bits", "libm")],
     # training step, seconds per iteration (median over paired samples, bootstrap 95% CI)
     "train_step_s", "train_step_lo", "train_step_hi",
     "forward_s", "forward_lo", "forward_hi",
@@ -86,13 +113,20 @@ COLUMNS = [
     # Numba rows: time(torch peer) / time(this row), paired (> 1: faster than torch)
     "vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi",
     "vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi",
-    # held-out quality after `iterations` steps (median over repeats/seeds, CI)
+    # held-out (test) quality at the validation-chosen checkpoint (median over repeats/seeds)
     "loss", "loss_lo", "loss_hi", "perplexity", "perplexity_lo", "perplexity_hi",
     "accuracy", "accuracy_lo", "accuracy_hi", "f1", "f1_lo", "f1_hi",
     "loss_diff", "loss_diff_lo", "loss_diff_hi",
     "accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi",
     "f1_diff", "f1_diff_lo", "f1_diff_hi",
     "higher_loss_repeats", "train_loss", "diverged",
+    # validation (the end of the training data): the chosen checkpoint
+    "val_loss", "best_step", "best_steps", "stopped_early_repeats",
+    # trivial baselines on the same test data (fit on the training part) and this row's state
+    "ref_unigram", "ref_bigram", "ref_majority_acc", "ref_majority_f1", "ref_threshold_acc", "ref_threshold_f1",
+    "quality_flag",
+    # what the _lo/_hi columns are: "95% CI" (bootstrap, >= MIN_CI_SAMPLES samples) or "range" (min, max)
+    "timing_interval", "latency_interval", "quality_interval", "quality_samples",
     # bookkeeping
     "timing_samples", "latency_samples", "init",
     "numba_threads", "blas_threads", "torch_threads", "threading_layer",
@@ -109,7 +143,7 @@ class Settings:
     tasks: list = field(default_factory=lambda: ["lm"])
     layers: list = field(default_factory=lambda: [1, 2, 3])
     hidden: list = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    pairs: list = field(default_factory=lambda: [BASELINE, ("isru", "sigmoid")])  # baseline first
+    pairs: list = field(default_factory=lambda: list(DEFAULT_PAIRS))  # baseline first
     dtypes: list = field(default_factory=lambda: ["float32"])
     threads: list = field(default_factory=lambda: sorted({1, threads.max_threads()}))  # serial, all cores
     iterations: int = 80
@@ -122,6 +156,8 @@ class Settings:
     optimizer: str = "adam"
     lr: float = 1e-2
     clip: float = 5.0
+    val_every: int = 0  # validate every this many steps (0: iterations // 8)
+    patience: int = 4  # validations without improvement after which the checkpoint is final
     peers: str = "auto"  # auto (if torch imports), on (required), off
     latency_rounds: int = 5  # harness rounds per repeat for each prediction timing
     prediction_time: float = 0.05  # seconds of timed rounds per repeat per prediction timing
@@ -142,7 +178,7 @@ def quick_settings() -> Settings:
     kernels are in the disk cache)."""
     return Settings(tasks=["lm", "classify"], layers=[1], hidden=[16, 32], threads=[1], iterations=12, repeats=2,
                     chunks=2, seq_len=16, batch=4, eval_batch=16, latency_rounds=3, prediction_time=0.01,
-                    eval_chars=1024, eval_windows=256)
+                    eval_chars=1024, eval_windows=256, pairs=[BASELINE, ("isru", "sigmoid:numba_simd"), SEED_PAIR])
 
 
 @dataclass(frozen=True)
@@ -159,6 +195,18 @@ class Variant:
     def is_baseline(self) -> bool:
         return self.backend == "numba" and (self.cell, self.gate) == BASELINE
 
+    @property
+    def role(self) -> str:
+        if self.backend != "numba":
+            return "peer"
+        return "baseline" if self.is_baseline else "seed (scalar libm)" if (self.cell, self.gate) == SEED_PAIR \
+            else "candidate"
+
+
+def display_name(label: str, role: str = "") -> str:
+    """A variant's name in summaries: the seed's pair says what it is."""
+    return f"{label} (seed: scalar libm)" if str(role).startswith("seed") else label
+
 
 @dataclass(frozen=True)
 class Config:
@@ -170,11 +218,11 @@ class Config:
 
 
 def parse_pair(text: str) -> tuple[str, str]:
-    """``"isru"`` (cell only, gate sigmoid) or ``"cell/gate"``; each a registry spec with a
-    Numba implementation and a backprop form."""
+    """``"isru"`` (cell only, with the baseline's gate) or ``"cell/gate"``; each a registry spec
+    with a Numba implementation and a backprop form."""
     cell, sep, gate = text.strip().partition("/")
     if not sep:
-        gate = "sigmoid"
+        gate = BASELINE[1]
     cell, gate = cell.strip(), gate.strip()
     if not cell or not gate:
         raise UsageError(f"--pairs entry {text!r}: expected CELL/GATE, e.g. isru/sigmoid")
@@ -210,6 +258,9 @@ def validate(s: Settings) -> None:
         v = getattr(s, name)
         if v < 1:
             raise UsageError(f"--{name.replace('_', '-')} {v}: must be positive")
+    for name in ("val_every", "patience"):
+        if getattr(s, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(s, name)}: must be >= 0")
     if s.seed < 0:
         raise UsageError(f"--seed {s.seed}: must be non-negative")
     if not (s.lr > 0 and math.isfinite(s.lr)):
@@ -239,8 +290,12 @@ def configs(s: Settings) -> list[Config]:
 def variants(s: Settings, with_peer: bool) -> list[Variant]:
     vs = [Variant("numba", c, g) for c, g in s.pairs]
     if with_peer:
-        vs.append(Variant("torch", *BASELINE))
+        vs.append(Variant("torch", "tanh", "sigmoid"))
     return vs
+
+
+def val_every(s: Settings) -> int:
+    return s.val_every or max(1, s.iterations // 8)
 
 
 def use_peer(s: Settings) -> bool:
@@ -267,10 +322,12 @@ def load_datasets(s: Settings) -> dict:
 def data_info(ds) -> dict:
     if isinstance(ds, D.TextData):
         return {"source": ds.source, "fingerprint": ds.fingerprint, "vocab": ds.n_vocab,
-                "train_chars": int(ds.train.size), "held_out_chars": int(ds.test.size)}
+                "train_chars": int(ds.fit.size), "validation_chars": int(ds.val.size),
+                "held_out_chars": int(ds.test.size)}
     return {"source": ds.source, "fingerprint": ds.fingerprint, "features": list(D.FEATURES),
-            "train_rows": int(ds.train_y.size), "test_rows": int(ds.test_y.size),
-            "train_positive": float(ds.train_y.mean()), "test_positive": float(ds.test_y.mean())}
+            "train_rows": int(ds.val_from), "validation_rows": int(ds.train_y.size - ds.val_from),
+            "test_rows": int(ds.test_y.size),
+            "train_positive": float(ds.train_y[:ds.val_from].mean()), "test_positive": float(ds.test_y.mean())}
 
 
 def config_id(s: Settings, c: Config, ds) -> str:
@@ -280,7 +337,8 @@ def config_id(s: Settings, c: Config, ds) -> str:
              f"E{s.eval_batch}", f"N{s.iterations}", f"R{s.repeats}", f"K{s.chunks}", f"s{s.seed}",
              f"{s.optimizer}{s.lr:g}c{s.clip:g}", ",".join(f"{a}/{b}" for a, b in s.pairs), ds.fingerprint,
              f"peer={peers.version() if use_peer(s) else 'off'}",
-             f"P{s.latency_rounds}x{s.prediction_time:g}", f"ev{s.eval_chars}c{s.eval_windows}w"]
+             f"P{s.latency_rounds}x{s.prediction_time:g}", f"ev{s.eval_chars}c{s.eval_windows}w",
+             f"V{val_every(s)}p{s.patience}"]
     return "|".join(parts)
 
 
@@ -288,8 +346,8 @@ def code_files(pairs) -> set:
     """The sources the numbers run through: this sweep, the model, optimizer, data, torch peer,
     timing harness, statistics, thread control, code generation, and the scalar activations of
     the chosen pairs."""
-    files = {m.__file__ for m in (sys.modules[__name__], sys.modules[Model.__module__], optim, D, peers, harness,
-                                  stats, registry, threads, jit, codegen)}
+    files = {m.__file__ for m in (sys.modules[__name__], sys.modules[Model.__module__], optim, D, BL, peers, harness,
+                                  stats, registry, threads, jit, codegen, simd)}
     for pair in pairs:
         for spec in pair:
             impl = registry.resolve(spec)[1]
@@ -355,6 +413,13 @@ class NumbaEngine:
         self.opt.step()
         t3 = clock()
         return t1 - t0, t2 - t1, t3 - t2, loss
+
+    def snapshot(self):
+        """The parameters, for the validation-chosen checkpoint."""
+        return self.model.params.flat.copy()
+
+    def restore(self, snap) -> None:
+        self.model.params.flat[:] = snap
 
     def predict(self, x):
         """Probabilities (LM softmax (T, B, V), classify sigmoid (B,)): ``train.predict_proba_batch``
@@ -435,12 +500,25 @@ def _batches(ds, c: Config, s: Settings, rng, n: int) -> list:
     return out
 
 
-def _eval_set(ds, c: Config, s: Settings) -> list:
+def _eval_set(ds, c: Config, s: Settings, part: str = "test") -> list:
+    """Held-out batches of ``part``: "test" (scored once, at the chosen checkpoint) or "val"."""
     if c.task == "lm":
         return [(np.ascontiguousarray(x), np.ascontiguousarray(y))
-                for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_chars=s.eval_chars)]
+                for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_chars=s.eval_chars, part=part)]
     return [(np.ascontiguousarray(x), np.ascontiguousarray(y.astype(c.dtype)))
-            for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_windows=s.eval_windows, dtype=c.dtype)]
+            for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_windows=s.eval_windows, dtype=c.dtype,
+                                        part=part)]
+
+
+def reference_scores(ds, c: Config, eval_set: list) -> dict:
+    """The trivial baselines (``baselines``) on exactly the test batches the variants are scored
+    on, fit on the training part."""
+    if c.task == "lm":
+        return BL.text(ds.fit, np.concatenate([x.ravel() for x, _ in eval_set]),
+                       np.concatenate([y.ravel() for _, y in eval_set]), ds.n_vocab)
+    last = np.concatenate([x[-1] for x, _ in eval_set]).astype(np.float64)  # each window's labelled row
+    return BL.classify(ds.train_x[:ds.val_from], ds.train_y[:ds.val_from], last,
+                       np.concatenate([y for _, y in eval_set]))
 
 
 def _evaluate(engine, eval_set, task: str) -> dict:
@@ -471,21 +549,35 @@ def _chunks(n: int, k: int) -> list[range]:
     return [range(i * n // k, (i + 1) * n // k) for i in range(k)]
 
 
+def interval_kind(n: int) -> str:
+    """What (lo, hi) of a median from ``n`` samples is: a bootstrap 95% CI, or min..max."""
+    return CI if n >= MIN_CI_SAMPLES else RANGE
+
+
 def _summ(values) -> tuple:
+    """(median, lo, hi) of the finite values: a bootstrap 95% CI from >= MIN_CI_SAMPLES of
+    them, else their range (interval_kind says which)."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return (math.nan, math.nan, math.nan)
+    if x.size < MIN_CI_SAMPLES:
+        return (float(np.median(x)), float(x.min()), float(x.max()))
     r = stats.summarize(x)
     return (r.median, r.lo, r.hi)
 
 
 def _ratio(base, cand) -> tuple:
+    """Paired ratios base/cand: median with a bootstrap 95% CI, or with their range below
+    MIN_CI_SAMPLES pairs."""
     b = np.asarray(base, dtype=float)
     c = np.asarray(cand, dtype=float)
     ok = np.isfinite(b) & np.isfinite(c) & (c > 0)
     if not ok.any():
         return (math.nan, math.nan, math.nan)
+    if ok.sum() < MIN_CI_SAMPLES:
+        r = b[ok] / c[ok]
+        return (float(np.median(r)), float(r.min()), float(r.max()))
     r = stats.paired_ratio(b[ok], c[ok])
     return (r.median, r.lo, r.hi)
 
@@ -504,22 +596,63 @@ class _Track:
     opt: list = field(default_factory=list)
     lat: list = field(default_factory=list)  # per (repeat, round)
     thr: list = field(default_factory=list)
-    quality: list = field(default_factory=list)  # per repeat: dict
+    quality: list = field(default_factory=list)  # per repeat: dict (test, at the chosen checkpoint)
+    val: list = field(default_factory=list)  # per repeat: validation loss at the chosen checkpoint
+    best: list = field(default_factory=list)  # per repeat: steps at the chosen checkpoint
+    early: int = 0  # repeats whose patience ran out before the last step
     train_loss: list = field(default_factory=list)
     threads: dict = field(default_factory=dict)
     init: str = "same"
 
 
+class _Checkpoint:
+    """One variant's validation in one repeat: evaluated every ``val_every`` steps, the best
+    parameters kept, and after ``patience`` validations without a lower loss the checkpoint is
+    final -- the model early stopping would have kept. Training goes on only so that every
+    variant is timed over the same steps; later validations are skipped. An engine without
+    ``snapshot`` (a test double) is validated once, at the end."""
+
+    def __init__(self, engine, patience: int, val_set: list, task: str):
+        self.engine, self.patience, self.val_set, self.task = engine, patience, val_set, task
+        self.can = hasattr(engine, "snapshot")
+        self.loss, self.step, self.snap, self.bad, self.final = math.inf, 0, None, 0, False
+
+    def check(self, step: int, last: bool) -> None:
+        if self.final or not (self.can or last):
+            return
+        with np.errstate(all="ignore"):
+            try:
+                loss = _evaluate(self.engine, self.val_set, self.task)["loss"]
+            except (FloatingPointError, ValueError, OverflowError):
+                loss = math.nan
+        if loss < self.loss or (last and not self.can):  # NaN never improves
+            self.loss, self.step, self.bad = loss, step, 0
+            if self.can:
+                self.snap = self.engine.snapshot()
+        else:
+            self.bad += 1
+            self.final = self.patience > 0 and self.bad >= self.patience
+        if not math.isfinite(self.loss) and last:
+            self.loss, self.step = loss, step  # never finite: report the end state
+
+    def restore(self) -> None:
+        if self.snap is not None:
+            self.engine.restore(self.snap)
+
+
 def measure_config(s: Settings, c: Config, ds, vs: list[Variant], compile_s: dict,
-                   on_repeat: Optional[Callable[[], None]] = None) -> list[dict]:
-    """Run every repeat of one configuration and return its rows (one per variant)."""
+                   on_repeat: Optional[Callable[[], None]] = None, facts: Optional[dict] = None) -> list[dict]:
+    """Run every repeat of one configuration and return its rows (one per variant); ``facts``:
+    ``(task, dtype, parallel, variant) -> model.loop_facts`` of the compiled Numba variants."""
     with config_threads(c.threads):
-        return _measure(s, c, ds, vs, compile_s, on_repeat)
+        return _measure(s, c, ds, vs, compile_s, on_repeat, facts or {})
 
 
-def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
+def _measure(s, c, ds, vs, compile_s, on_repeat, facts) -> list[dict]:
     t_start = time.perf_counter()
     eval_set = _eval_set(ds, c, s)
+    val_set = _eval_set(ds, c, s, "val")
+    every = val_every(s)
     x1 = np.ascontiguousarray(eval_set[0][0][:, :1])  # one held-out sequence, batch 1
     xb = eval_set[0][0]
     if xb.shape[1] < s.eval_batch:  # held-out smaller than one eval batch: tile to size
@@ -544,7 +677,9 @@ def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
             tracks[v].init = getattr(engines[v], "init", "same")
         times = {v: np.full((s.iterations, 3), np.nan) for v in vs}
         losses = {v: np.full(s.iterations, np.nan) for v in vs}
-        # training: variants take turns chunk by chunk, the order rotating every chunk
+        ckpt = {v: _Checkpoint(engines[v], s.patience, val_set, c.task) for v in vs}
+        # training: variants take turns chunk by chunk, the order rotating every chunk; validation
+        # runs between timed steps
         for k, idx in enumerate(parts):
             shift = (r * len(parts) + k) % n_var
             for v in vs[shift:] + vs[:shift]:
@@ -554,6 +689,8 @@ def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
                     f, b, o, loss = step(*batches[i])
                     tv[i] = (f, b, o)
                     lv[i] = math.nan if loss is None else loss
+                    if (i + 1) % every == 0 or i + 1 == s.iterations:
+                        ckpt[v].check(i + 1, i + 1 == s.iterations)
         last = slice(parts[-1].start, parts[-1].stop)
         for v in vs:
             tr = tracks[v]
@@ -573,8 +710,13 @@ def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
                                              warmup=1, seed=seed)
             for v in vs:
                 getattr(tracks[v], sink).extend(ms[v].samples.tolist())
-        # held-out quality after the fixed number of steps
+        # held-out (test) quality, once, at the checkpoint validation chose
         for v in vs:
+            ck = ckpt[v]
+            ck.restore()
+            tracks[v].val.append(ck.loss)
+            tracks[v].best.append(ck.step)
+            tracks[v].early += int(ck.final)
             with np.errstate(all="ignore"):
                 try:
                     q = _evaluate(engines[v], eval_set, c.task)
@@ -585,11 +727,12 @@ def _measure(s, c, ds, vs, compile_s, on_repeat) -> list[dict]:
             on_repeat()
     for v in vs:
         tracks[v].threads = thread_cols
-    return _rows(s, c, ds, vs, tracks, compile_s, params_count, time.perf_counter() - t_start)
+    refs = reference_scores(ds, c, eval_set)
+    return _rows(s, c, ds, vs, tracks, compile_s, params_count, time.perf_counter() - t_start, refs, facts)
 
 
-def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall) -> list[dict]:
-    base = next(v for v in vs if v.is_baseline)
+def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall, refs, facts) -> list[dict]:
+    base = next(v for v in vs if v.backend == "numba")  # the first pair (validate: BASELINE)
     code = code_version(s)
     torch_v = next((v for v in vs if v.backend == "torch"), None)
     bt = tracks[base]
@@ -602,9 +745,11 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall)
         row = dict(
             config_id=cid, task=c.task, layers=c.layers, hidden=c.hidden, dtype=c.dtype, threads=c.threads,
             parallel=c.threads > 1, variant=v.label, backend=v.backend, cell=v.cell, gate=v.gate,
-            baseline=v.is_baseline, seq_len=s.seq_len, batch=s.batch, eval_batch=s.eval_batch,
+            baseline=v == base, role="baseline" if v == base else v.role, seq_len=s.seq_len, batch=s.batch,
+            eval_batch=s.eval_batch,
             iterations=s.iterations, repeats=s.repeats, chunks=len(_chunks(s.iterations, s.chunks)), seed=s.seed,
-            optimizer=s.optimizer, lr=s.lr, clip=s.clip, data=ds.source, data_fingerprint=ds.fingerprint,
+            optimizer=s.optimizer, lr=s.lr, clip=s.clip, val_every=val_every(s), patience=s.patience, data=ds.source,
+            data_fingerprint=ds.fingerprint,
             n_in=n_in, n_out=ds.n_vocab if c.task == "lm" else 1, parameters=params_count,
             compile_s=compile_s.get((c.task, c.dtype, c.threads > 1, v)),
             timing_samples=len(tr.step), latency_samples=len(tr.lat), init=tr.init,
@@ -635,7 +780,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall)
         _put(row, ("accuracy", "accuracy_lo", "accuracy_hi"), _summ(q["accuracy"]))
         if c.task == "classify":
             _put(row, ("f1", "f1_lo", "f1_hi"), _summ(q["f1"]))
-        if not v.is_baseline:
+        if v != base:
             _put(row, ("loss_diff", "loss_diff_lo", "loss_diff_hi"), _summ(q["loss"] - qb["loss"]))
             _put(row, ("accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi"),
                  _summ(q["accuracy"] - qb["accuracy"]))
@@ -644,6 +789,23 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall)
             row["higher_loss_repeats"] = int(np.sum(q["loss"] > qb["loss"]))
         row["train_loss"] = _summ(tr.train_loss)[0]
         row["diverged"] = int(np.sum(~np.isfinite(q["loss"])))
+        row["val_loss"] = _summ(tr.val)[0]
+        row["best_step"] = float(np.median(tr.best)) if tr.best else math.nan
+        row["best_steps"] = ";".join(str(b) for b in tr.best)
+        row["stopped_early_repeats"] = tr.early
+        if c.task == "lm":
+            row["ref_unigram"], row["ref_bigram"] = refs["unigram"], refs["bigram"]
+        else:
+            row["ref_majority_acc"], row["ref_majority_f1"] = refs["majority"]["accuracy"], refs["majority"]["f1"]
+            row["ref_threshold_acc"], row["ref_threshold_f1"] = refs["threshold"]["accuracy"], refs["threshold"]["f1"]
+        row["quality_flag"] = BL.flag(c.task, {"loss": row["loss"], "accuracy": row.get("accuracy", math.nan)}, refs)
+        nq = int(np.isfinite(q["loss"]).sum())
+        row["timing_interval"] = interval_kind(len(tr.step))
+        row["latency_interval"] = interval_kind(len(tr.lat))
+        row["quality_interval"], row["quality_samples"] = interval_kind(nq), nq
+        for loop, info in (facts.get((c.task, c.dtype, c.threads > 1, v)) or {}).items():
+            row[f"{loop}_vectorized"], row[f"{loop}_simd_bits"] = info["vectorized"], info["simd_bits"]
+            row[f"{loop}_libm"] = info["libm_calls"] or "none"
         rows.append(row)
     return rows
 
@@ -759,6 +921,7 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     todo = [(c, cid) for c, cid in plan if cid not in done]
     t0 = time.perf_counter()
     compile_s: dict = {}
+    facts: dict = {}
     bar = progress_factory(total=len(plan) * s.repeats, initial=(len(plan) - len(todo)) * s.repeats,
                            desc="lstm sweep", unit="repeat") if progress_factory else None
     with runs.ResultsWriter(run_dir, COLUMNS) as writer:
@@ -773,9 +936,12 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
                         bar.set_postfix_str(f"compiling {v.label} {c.task} {c.dtype} t{c.threads}")
                     with config_threads(c.threads):
                         compile_s[key] = compile_variant(c, v, ds, s)
+                        if v.backend == "numba":  # read from the assembly, not timed
+                            facts[key] = loop_facts(model_config(c, v, ds, s.seed))
             if bar:
                 bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
-            rows = measure_config(s, c, ds, vs, compile_s, on_repeat=(lambda: bar.update(1)) if bar else None)
+            rows = measure_config(s, c, ds, vs, compile_s, on_repeat=(lambda: bar.update(1)) if bar else None,
+                                  facts=facts)
             for row in rows:  # all rows of a configuration together, each flushed
                 writer.write(row)
     if bar:
@@ -805,60 +971,191 @@ def _fmt(v, spec="{:.2f}") -> str:
         return str(v)
 
 
-def _ci(r, mid, lo, hi, spec="{:.2f}") -> str:
+def _ci(r, mid, lo, hi, spec="{:.2f}", kind=CI) -> str:
+    """``median [lo, hi]`` for a 95% CI, ``median {lo..hi}`` for the range of < 10 samples."""
     if _fmt(r.get(mid)) == "-":
         return "-"
-    return f"{_fmt(r.get(mid), spec)} [{_fmt(r.get(lo), spec)}, {_fmt(r.get(hi), spec)}]"
+    a, b = _fmt(r.get(lo), spec), _fmt(r.get(hi), spec)
+    return f"{_fmt(r.get(mid), spec)} " + (f"{{{a}..{b}}}" if kind == RANGE else f"[{a}, {b}]")
+
+
+def _kind(r: dict, column: str, count: str) -> str:
+    """The interval kind of a row's ``column``; runs written before the column existed used a
+    bootstrap whatever the count, which below MIN_CI_SAMPLES is the range (n = 3: [min, max])."""
+    k = r.get(column)
+    if isinstance(k, str) and k in (CI, RANGE):
+        return k
+    try:
+        return interval_kind(int(r.get(count)))
+    except (TypeError, ValueError):
+        return RANGE
+
+
+def _loops(r: dict) -> list[str]:
+    """Per loop: the SIMD width, or "no" with the libm calls that keep it scalar."""
+    out = []
+    for loop in LOOPS:
+        vec = str(r.get(f"{loop}_vectorized"))
+        libm = r.get(f"{loop}_libm")
+        libm = "" if not isinstance(libm, str) or libm == "none" else f" ({libm})"
+        if vec == "True":
+            bits = r.get(f"{loop}_simd_bits")
+            out.append(f"{int(float(bits))}-bit" if _fmt(bits) != "-" else "yes")
+        elif vec == "False":
+            out.append("no" + libm)
+        else:
+            out.append("-")
+    return out
+
+
+def _is_trained(r: dict) -> bool:
+    return r.get("quality_flag") != BL.NOT_TRAINED
 
 
 def summary(df, config_ids: Optional[list] = None) -> str:
-    """One line per configuration and candidate pair: the baseline's step time, the candidate's
-    training and prediction speedup and quality difference with intervals, and the Numba
-    baseline against the torch peer (time(torch) / time(numba tanh/sigmoid), > 1: Numba faster)."""
+    """Per task: the trivial baselines of the test data, then one line per configuration and
+    variant: training step time, speedup over the vectorized baseline, held-out quality at the
+    validation-chosen checkpoint with its state against the baselines, the difference from the
+    baseline (only between models that learned something), and the chosen step; then which loops
+    vectorized, per variant. Intervals say what they are (95% CI, or the range of few samples)."""
     from mathbench.report import table
 
     if config_ids is not None:
         df = df[df["config_id"].isin(config_ids)]
     if df.empty:
         return "no finished configurations"
-    is_base = df["baseline"].astype(str) == "True"
+    df = df.astype(object).where(df.notna(), None)
     lines = []
     for task, tdf in df.groupby("task", sort=False):
+        recs = tdf.to_dict("records")
+        base_label = next((r["variant"] for r in recs if str(r["baseline"]) == "True"), "baseline")
+        has_torch = any(r["backend"] == "torch" for r in recs)
+        tk = _kind(recs[0], "timing_interval", "timing_samples")
+        lk = _kind(recs[0], "latency_interval", "latency_samples")
+        qk = _kind(recs[0], "quality_interval", "repeats")
+        # no trained model at all: the run says so and reports speed only (differences hidden)
+        speed_only = any(r.get("quality_flag") for r in recs) and not any(
+            r.get("quality_flag") == BL.TRAINED for r in recs if r["backend"] == "numba")
         rows = []
-        has_torch = bool((tdf["backend"] == "torch").any())
         for _, g in tdf.groupby("config_id", sort=False):
-            recs = g.to_dict("records")
-            base = next((r for r, b in zip(recs, is_base[g.index]) if b), None)
+            grecs = df.loc[g.index].to_dict("records")
+            base = next((r for r in grecs if str(r["baseline"]) == "True"), None)
             if base is None:
                 continue
-            cands = [r for r, b in zip(recs, is_base[g.index]) if not b and r["backend"] == "numba"] or [None]
-            for r in cands:
-                if r is None:
-                    r = {}
+            for r in grecs:
+                is_base = r is base
                 if task == "lm":
-                    qual = _ci(r, "loss_diff", "loss_diff_lo", "loss_diff_hi", "{:+.3f}")
+                    qual = _ci(r, "loss", "loss_lo", "loss_hi", "{:.3f}", qk)
+                    if _fmt(r.get("perplexity")) != "-":
+                        qual += f" (ppl {_fmt(r.get('perplexity'))})"
+                    diff = ("loss_diff", "loss_diff_lo", "loss_diff_hi")
                 else:
-                    qual = _ci(r, "accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi", "{:+.3f}")
-                line = [base["dtype"], base["threads"], base["batch"], base["layers"], base["hidden"],
-                        _fmt(base["train_step_s"] * 1e3, "{:.3f}"), r.get("variant", "-"),
-                        _ci(r, "speedup_train", "speedup_train_lo", "speedup_train_hi"),
-                        _ci(r, "speedup_latency", "speedup_latency_lo", "speedup_latency_hi"), qual]
-                if has_torch:
-                    line += [_ci(base, "vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi"),
-                             _ci(base, "vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi")]
+                    qual = _ci(r, "accuracy", "accuracy_lo", "accuracy_hi", "{:.3f}", qk)
+                    if _fmt(r.get("f1")) != "-":
+                        qual += f" (F1 {_fmt(r.get('f1'), '{:.3f}')})"
+                    diff = ("accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi")
+                if is_base or r["backend"] != "numba":
+                    d = ""
+                elif speed_only:
+                    d = "-"
+                elif not (_is_trained(r) and _is_trained(base)):
+                    d = "(not trained)"  # a difference between untrained models says nothing
+                else:
+                    d = _ci(r, *diff, "{:+.3f}", qk)
+                line = [r["dtype"], r["threads"], r["batch"], r["layers"], r["hidden"],
+                        display_name(r["variant"], r.get("role") or ""),
+                        _fmt(r["train_step_s"] * 1e3 if r.get("train_step_s") is not None else None, "{:.3f}"),
+                        "1" if is_base else _ci(r, "speedup_train", "speedup_train_lo", "speedup_train_hi", kind=tk),
+                        "1" if is_base else _ci(r, "speedup_latency", "speedup_latency_lo", "speedup_latency_hi",
+                                                kind=lk),
+                        qual, r.get("quality_flag") or "-", d, _fmt(r.get("best_step"), "{:.0f}")]
                 rows.append(line)
-        header = ["dtype", "thr", "batch", "layers", "hidden", "tanh ms/step", "variant", "speedup train",
-                  "speedup predict", "loss diff" if task == "lm" else "accuracy diff"]
-        if has_torch:
-            header += ["tanh vs torch train", "tanh vs torch predict"]
-        what = "held-out loss" if task == "lm" else "held-out accuracy"
-        lines.append(f"task {task}: speedup = time(tanh/sigmoid) / time(variant), > 1 = variant faster; "
-                     f"diff = variant - tanh/sigmoid in {what}; median [95% CI]"
-                     + ("; vs torch = time(torch.nn.LSTM) / time(Numba tanh/sigmoid), > 1 = Numba faster"
-                        if has_torch else ""))
+        header = ["dtype", "thr", "batch", "layers", "hidden", "variant", "ms/step", "speedup train",
+                  "speedup predict", "held-out loss" if task == "lm" else "held-out accuracy", "state",
+                  "loss diff" if task == "lm" else "accuracy diff", "chosen step"]
+        r0 = recs[0]
+        if task == "lm" and _fmt(r0.get("ref_bigram")) != "-":
+            refs = (f"baselines on the same test characters (fit on the training text): unigram "
+                    f"{r0['ref_unigram']:.3f}, bigram {r0['ref_bigram']:.3f} nats/char")
+        elif task == "classify" and _fmt(r0.get("ref_threshold_acc")) != "-":
+            refs = (f"baselines on the same test windows (fit on the training part): majority class accuracy "
+                    f"{r0['ref_majority_acc']:.3f}, best single-feature threshold {r0['ref_threshold_acc']:.3f} "
+                    f"(F1 {r0['ref_threshold_f1']:.3f})")
+        else:
+            refs = "no baselines recorded (a run written before they existed)"
+        n_t = _fmt(r0.get("timing_samples"), "{:.0f}")
+        n_q = _fmt(r0.get("quality_samples") if r0.get("quality_samples") is not None else r0.get("repeats"),
+                   "{:.0f}")
+        chosen = any(_fmt(r.get("best_step")) != "-" for r in recs)
+        lines.append(f"task {task}: speedup = time({base_label}) / time(variant), > 1 = variant faster, paired; "
+                     + ("held-out = the test part at the checkpoint chosen on validation data; " if chosen else
+                        "held-out = the test part after the last step (a run made before validation existed); ")
+                     + f"diff = variant - {base_label}, paired by seed")
+        lines.append(f"  {refs}; state: 'not trained' = no better than "
+                     f"{'unigram' if task == 'lm' else 'majority'}, 'weak' = no better than "
+                     f"{'bigram' if task == 'lm' else 'threshold'}")
+        lines.append(f"  intervals: [lo, hi] = bootstrap 95% CI, {{lo..hi}} = min..max (fewer than "
+                     f"{MIN_CI_SAMPLES} samples); timing from {n_t} samples per row, quality from {n_q} seeds")
         lines.append(table(rows, header))
+        lines += _quality_verdict(task, recs)
+        lines += _loop_table(recs)
+        if has_torch:
+            lines += _torch_lines(recs, tk)
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _quality_verdict(task: str, recs: list[dict]) -> list[str]:
+    numba = [r for r in recs if r["backend"] == "numba" and r.get("quality_flag")]
+    if not numba:
+        return []
+    n = len(numba)
+    counts = {f: sum(r["quality_flag"] == f for r in numba) for f in (BL.TRAINED, BL.WEAK, BL.NOT_TRAINED)}
+    line = (f"quality: {counts[BL.TRAINED]} of {n} Numba rows trained (beat the "
+            f"{'bigram' if task == 'lm' else 'threshold'} baseline), {counts[BL.WEAK]} weak, "
+            f"{counts[BL.NOT_TRAINED]} not trained")
+    last = [r for r in numba if _fmt(r.get("best_step")) != "-" and r.get("iterations")
+            and float(r["best_step"]) >= float(r["iterations"])]
+    if last:  # the validation loss was still falling when training stopped
+        line += (f"; {len(last)} of {n} chose the last step (validation loss still falling: more steps would "
+                 "help)")
+    if counts[BL.TRAINED] == 0:
+        return [line, f"speed only for task {task}: no model beats the {'bigram' if task == 'lm' else 'threshold'} "
+                "baseline at these settings, so quality differences would compare models that have not learned "
+                "the data and say nothing about the activations (none shown); train longer (--iterations, "
+                "--batch) for accuracy"]
+    return [line]
+
+
+def _loop_table(recs: list[dict]) -> list[str]:
+    """Which loops vectorized, once per variant (the facts depend on the variant, dtype and
+    threading, not on the shape)."""
+    from mathbench.report import table
+
+    seen, rows = set(), []
+    for r in recs:
+        if r["backend"] != "numba" or r.get("gate_fwd_vectorized") is None:
+            continue
+        key = (r["variant"], r["dtype"], str(r["parallel"]))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append([display_name(r["variant"], r.get("role") or ""), r["dtype"],
+                     "parallel" if str(r["parallel"]) == "True" else "serial", *_loops(r)])
+    if not rows:
+        return []
+    return ["vectorized loops (from the compiled assembly: SIMD width, or 'no' with the libm calls left):",
+            table(rows, ["variant", "dtype", "kernels", "gate forward", "cell forward", "backward", "head"])]
+
+
+def _torch_lines(recs: list[dict], kind: str) -> list[str]:
+    out = []
+    for r in recs:
+        if str(r["baseline"]) == "True" and _fmt(r.get("vs_torch_train")) != "-":
+            out.append(f"  L{r['layers']} H{r['hidden']} t{r['threads']}: time(torch.nn.LSTM) / time({r['variant']}) "
+                       f"train {_ci(r, 'vs_torch_train', 'vs_torch_train_lo', 'vs_torch_train_hi', kind=kind)}, "
+                       f"predict {_ci(r, 'vs_torch_latency', 'vs_torch_latency_lo', 'vs_torch_latency_hi', kind=kind)}")
+    return ["torch peer (> 1: Numba faster):"] + out if out else []
 
 
 def status(df, meta: dict) -> list[str]:
@@ -873,6 +1170,8 @@ def status(df, meta: dict) -> list[str]:
     k = sum(_complete(g) for g in _config_groups(df.to_dict("records")).values())
     lines = [f"incomplete ({k} of {n} configurations); run the same command again to finish it"] if k < n else []
     lines += [w for w in (runs.machine_warning(meta),
-                          runs.unstable_warning(df, "train_step_s", "train_step_lo", "train_step_hi",
+                          # only rows whose interval is a 95% CI: the warning says "95% interval"
+                          runs.unstable_warning(df[df["timing_interval"] == CI] if "timing_interval" in df else df,
+                                                "train_step_s", "train_step_lo", "train_step_hi",
                                                 "the training step time")) if w]
     return lines

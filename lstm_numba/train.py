@@ -6,14 +6,17 @@ Data: the language model takes a 1-D array of int token ids (< vocab_size); clas
 ``(X, y)`` with X (N, T, n_features) float and y (N,) in {0, 1} (batch-major, as stored).
 
 ``TrainConfig(iterations=100, seq_len=25, batch=1, lr=2e-3, clip=5.0, beta1=0.9, beta2=0.999,
-eps=1e-8, seed=0, threads=None, blas_threads=1)``
+eps=1e-8, seed=0, threads=None, blas_threads=1, eval_every=0, patience=0)``
     ``seq_len``: TBPTT chunk length (LM only; a classification sample is one whole sequence).
     ``seed``: data order (classification minibatches); weights come from ``ModelConfig.seed``, so
     two activations with equal seeds see the same initial weights and the same data.
     ``threads``: Numba threads for a parallel model (None: all of ``NUMBA_NUM_THREADS``); a
     serial model never touches Numba's pool. ``blas_threads``: BLAS threads during training
     (default 1; the parallel variant requires 1).
-``train(model, data, cfg, on_iteration=None) -> TrainResult``
+    ``eval_every``: with ``validation`` data, evaluate on it every that many steps and at the end
+    (0: never). ``patience``: stop after that many evaluations in a row without a lower
+    validation loss (0: never stop early).
+``train(model, data, cfg, on_iteration=None, validation=None, on_validation=None) -> TrainResult``
     Compiles first (``TrainResult.compile_seconds``, never inside timings), then per iteration
     times forward, backward and optimizer separately (one njit call each, ``perf_counter``).
     LM: B parallel streams of the token array, consecutive chunks of ``seq_len`` with the hidden
@@ -22,6 +25,10 @@ eps=1e-8, seed=0, threads=None, blas_threads=1)``
     t_optimizer) after each iteration; returning True stops training early.
     A NaN/inf loss or gradient norm raises ``NonFiniteLoss`` (``.result`` holds the finished
     iterations; the parameters are those after the last finished iteration).
+    ``validation`` (same form as ``data``; the end of the training data, never the test part):
+    evaluated every ``eval_every`` steps outside the timings; ``on_validation(step, metrics)``
+    gets each result. At the end the parameters are restored to the checkpoint with the lowest
+    validation loss (``TrainResult.best_iteration`` steps; ``val_history``).
 ``TrainResult``: arrays ``losses``, ``grad_norms``, ``t_forward``, ``t_backward``,
     ``t_optimizer`` (seconds, one per iteration), ``iterations``, ``compile_seconds``,
     ``wall_seconds``; ``.step_seconds`` = fwd + bwd + opt per iteration.
@@ -47,6 +54,7 @@ import json
 import math
 import os
 import time
+import tokenize
 import zipfile
 import zlib
 from contextlib import contextmanager, nullcontext
@@ -104,6 +112,8 @@ class TrainConfig:
     seed: int = 0
     threads: Optional[int] = None
     blas_threads: int = 1
+    eval_every: int = 0
+    patience: int = 0
 
     def __post_init__(self):
         _check_number("iterations", self.iterations, integer=True)
@@ -120,6 +130,8 @@ class TrainConfig:
         _check_number("seed", self.seed, integer=True)
         _check_number("threads", self.threads, integer=True, positive=True, allow_none=True)
         _check_number("blas_threads", self.blas_threads, integer=True, positive=True)
+        _check_number("eval_every", self.eval_every, integer=True)
+        _check_number("patience", self.patience, integer=True)
 
 
 @dataclass
@@ -132,6 +144,9 @@ class TrainResult:
     compile_seconds: float = 0.0
     wall_seconds: float = 0.0
     stopped_early: bool = False
+    best_iteration: Optional[int] = None  # steps at the restored checkpoint (None: no validation)
+    val_history: list = None  # [(steps, metrics)] of every validation
+
 
     @property
     def iterations(self) -> int:
@@ -228,8 +243,35 @@ def _classify_data(model: Model, data):
 # training
 
 
+class _Checkpoints:
+    """Validation every ``every`` steps, the best parameters so far, and the patience count."""
+
+    def __init__(self, model: Model, validation, every: int, patience: int, seq_len: int, on_validation):
+        self.model, self.validation, self.every, self.patience = model, validation, every, patience
+        self.seq_len, self.on_validation = seq_len, on_validation
+        self.best_loss, self.best_step, self.best = math.inf, 0, model.params.flat.copy()
+        self.bad, self.history = 0, []
+
+    def check(self, step: int) -> bool:
+        """Evaluate after ``step`` steps; True when patience has run out."""
+        metrics = _evaluate_data(self.model, self.validation, self.seq_len, 16)
+        self.history.append((step, metrics))
+        if self.on_validation is not None:
+            self.on_validation(step, metrics)
+        if metrics["loss"] < self.best_loss:  # NaN never counts as better
+            self.best_loss, self.best_step, self.bad = metrics["loss"], step, 0
+            self.best[:] = self.model.params.flat
+        else:
+            self.bad += 1
+        return self.patience > 0 and self.bad >= self.patience
+
+    def restore(self) -> None:
+        self.model.params.flat[:] = self.best
+
+
 def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
-          on_iteration: Optional[Callable[[dict], Optional[bool]]] = None) -> TrainResult:
+          on_iteration: Optional[Callable[[dict], Optional[bool]]] = None, validation=None,
+          on_validation: Optional[Callable[[int, dict], None]] = None) -> TrainResult:
     """Train ``model`` in place (see module doc)."""
     if not isinstance(model, Model):
         raise UsageError("train needs a lstm_numba Model")
@@ -251,10 +293,20 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
     losses = np.full(n_it, np.nan)
     norms = np.full(n_it, np.nan)
     tf, tb, to = np.zeros(n_it), np.zeros(n_it), np.zeros(n_it)
+    ckpt = None
+    if validation is not None and cfg.eval_every > 0:
+        validation = _tokens(model, validation) if lm else _classify_data(model, validation)
+        ckpt = _Checkpoints(model, validation, cfg.eval_every, cfg.patience, cfg.seq_len if lm else 0, on_validation)
 
-    def result(done: int, wall: float, early=False) -> TrainResult:
+    def result(done: int, wall: float, early=False, final=True) -> TrainResult:
+        best, hist = None, None
+        if ckpt is not None and final:  # a divergence keeps the last finished parameters (NonFiniteLoss)
+            if not ckpt.history or ckpt.history[-1][0] != done:
+                ckpt.check(done)  # the last state is a candidate too
+            ckpt.restore()
+            best, hist = ckpt.best_step, ckpt.history
         return TrainResult(losses[:done].copy(), norms[:done].copy(), tf[:done].copy(), tb[:done].copy(),
-                           to[:done].copy(), compile_s, wall, early)
+                           to[:done].copy(), compile_s, wall, early, best, hist)
 
     with _run_threads(model, cfg.threads, cfg.blas_threads):
         compile_s = model.compile()
@@ -280,14 +332,14 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
             t1 = clock()
             if not math.isfinite(loss):
                 raise NonFiniteLoss(_diverged(model, cfg, it, "loss", loss, done), it, "loss", loss,
-                                    result(done, clock() - t_start))
+                                    result(done, clock() - t_start, final=False))
             model.backward()
             t2 = clock()
             norm = opt.step()
             t3 = clock()
             if not math.isfinite(norm):
                 raise NonFiniteLoss(_diverged(model, cfg, it, "gradient norm", norm, done), it,
-                                    "gradient norm", norm, result(done, clock() - t_start))
+                                    "gradient norm", norm, result(done, clock() - t_start, final=False))
             losses[it], norms[it] = loss, norm
             tf[it], tb[it], to[it] = t1 - t0, t2 - t1, t3 - t2
             done = it + 1
@@ -298,6 +350,8 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
                                          t_backward=tb[it], t_optimizer=to[it]))
                 if stop is True:
                     return result(done, clock() - t_start, early=True)
+            if ckpt is not None and done % cfg.eval_every == 0 and done < n_it and ckpt.check(done):
+                return result(done, clock() - t_start, early=True)
         return result(done, clock() - t_start)
 
 
@@ -319,9 +373,16 @@ def evaluate(model: Model, data, seq_len: int = 100, batch: int = 16) -> dict:
     with _run_threads(model, None):
         if model.config.task == "lm":
             return _evaluate_lm(model, _tokens(model, data), seq_len, batch)
-        Xt, y = _classify_data(model, data)
-        p = _predict_t(model, Xt, 256)
-        return classification_metrics(p, y)
+        return _evaluate_data(model, _classify_data(model, data), seq_len, batch)
+
+
+def _evaluate_data(model, data, seq_len, batch) -> dict:
+    """``evaluate`` on data already checked and converted (token array, or (Xt, y)), at the
+    caller's thread settings."""
+    if model.config.task == "lm":
+        return _evaluate_lm(model, data, seq_len, batch)
+    Xt, y = data
+    return classification_metrics(_predict_t(model, Xt, 256), y)
 
 
 def _evaluate_lm(model, tok, seq_len, batch):
@@ -466,7 +527,9 @@ def load(path) -> Model:
     # including UnicodeDecodeError), at an early end of data (EOFError, OSError), or in flags of a
     # zip entry that now claim encryption or an unknown compression (RuntimeError, which includes
     # NotImplementedError).
-    except (OSError, EOFError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
+    # A flipped bit inside an .npy header reaches numpy's literal parser: SyntaxError, TokenError.
+    except (OSError, EOFError, ValueError, KeyError, RuntimeError, SyntaxError, tokenize.TokenError,
+            zipfile.BadZipFile, zlib.error) as e:
         detail = str(e).splitlines()[0] if str(e) else "no detail"
         raise UsageError(f"{path} is not an intact lstm_numba model file ({type(e).__name__}: {detail}); "
                          "truncated or damaged?") from None

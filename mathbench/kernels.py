@@ -130,10 +130,10 @@ def _simd_cache_path() -> Path:
     return codegen.cache_dir() / f"simd-{_module().__name__}.json"
 
 
-def _load_simd_cache() -> dict:
-    """The saved SIMD facts; a damaged file (truncated, not a JSON object) is discarded and the
-    facts are worked out again."""
-    path = _simd_cache_path()
+def _load_simd_cache(path: Optional[Path] = None) -> dict:
+    """The saved SIMD facts (this module's file, or ``path``: the LSTM keeps its own); a damaged
+    file (truncated, not a JSON object) is discarded and the facts are worked out again."""
+    path = path or _simd_cache_path()
     try:
         cache = json.loads(path.read_text())
         if not isinstance(cache, dict) or not all(isinstance(v, dict) for v in cache.values()):
@@ -164,14 +164,17 @@ def _kernel_simd(dispatcher, sig) -> dict:
     info = simd_info(asm)
     cache = _load_simd_cache()
     cache[key] = info
-    path = _simd_cache_path()
+    _save_simd_cache(_simd_cache_path(), cache)
+    return info
+
+
+def _save_simd_cache(path: Path, cache: dict) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent runs never share one
     try:
         tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
         tmp.replace(path)
     except OSError:  # a full disk costs a recomputation next run, not this run
         tmp.unlink(missing_ok=True)
-    return info
 
 
 # --------------------------------------------------------------------------------------------

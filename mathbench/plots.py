@@ -229,10 +229,49 @@ def _candidates(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["backend"] == "numba") & ~_bool(df["baseline"])]
 
 
+_LSTM_MIN_CI = 10  # lstm_numba.sweep.MIN_CI_SAMPLES: fewer samples give a range, not a 95% interval
+
+
+def _lstm_interval_column(column: str) -> tuple[str, str]:
+    """(the row's interval-kind column, the sample-count column older runs are judged by)."""
+    if column.startswith(("loss", "accuracy", "f1", "perplexity")):
+        return "quality_interval", "repeats"
+    if "latency" in column or "throughput" in column:
+        return "latency_interval", "latency_samples"
+    return "timing_interval", "timing_samples"
+
+
+def lstm_band_label(d: pd.DataFrame, column: str) -> str:
+    """What the bands of ``column`` are: "95% CI" only from >= 10 samples, else "range of n"
+    (min..max). Runs written before the interval columns bootstrapped 3 seeds, whose "95%"
+    interval is [min, max]: they are called ranges too."""
+    kind_col, count_col = _lstm_interval_column(column)
+    n = int(pd.to_numeric(d[count_col], errors="coerce").min()) if count_col in d and len(d) else 0
+    if kind_col == "quality_interval" and "quality_samples" in d and d["quality_samples"].notna().any():
+        n = int(pd.to_numeric(d["quality_samples"], errors="coerce").min())
+    if kind_col in d and d[kind_col].notna().all():
+        ci = bool((d[kind_col] == "95% CI").all())
+    else:
+        ci = n >= _LSTM_MIN_CI
+    return "bands: bootstrap 95% CI" if ci else f"bands: range (min..max) of {n} samples, too few for a 95% CI"
+
+
+def _lstm_trained(d: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose model and whose configuration's baseline beat the unigram / majority baseline
+    (runs without the ``quality_flag`` column: all rows)."""
+    if "quality_flag" not in d:
+        return d
+    base = df[_bool(df["baseline"])].set_index("config_id")["quality_flag"].fillna("") != "not trained"
+    return d[(d["quality_flag"].fillna("") != "not trained") & d["config_id"].map(base).eq(True)]
+
+
 def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None = 1.0, rows=None):
     """``column`` (with ``_lo``/``_hi`` bands) against hidden size, one line per layer count;
-    one panel per (task, variant, dtype, threads)."""
+    one panel per (task, variant, dtype, threads). Bands are labelled with what they are (a 95% CI
+    or the range of few samples); quality differences leave out models that are not trained."""
     d = rows if rows is not None else _candidates(df)
+    if column.endswith("_diff"):
+        d = _lstm_trained(d, df)
     d = d[d[column].notna()]
     panels = list(d.groupby(["task", "variant", "dtype", "threads"], sort=True))
     if not panels:
@@ -249,7 +288,9 @@ def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None
             _band(ax, gl["hidden"], gl[column], gl[lo], gl[hi], f"{layers} layer{'s' if layers > 1 else ''}")
         if ref is not None:
             ax.axhline(ref, color="k", lw=0.8)
-        ax.set(xscale="log", xlabel="hidden size", ylabel=ylabel, title=f"{task}: {variant}, {dtype}, {thr} thread(s)")
+        ax.set(xscale="log", xlabel="hidden size", ylabel=ylabel,
+               title=f"{task}: {variant}, {dtype}, {thr} thread(s)\n{lstm_band_label(g, column)}")
+        ax.title.set_fontsize(9)
         ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, alpha=0.3)
@@ -261,7 +302,7 @@ def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None
 
 
 def lstm_torch_peer(df: pd.DataFrame):
-    """Numba baseline (tanh/sigmoid) against torch.nn.LSTM: time(torch)/time(numba), paired."""
+    """Numba baseline against torch.nn.LSTM: time(torch)/time(numba), paired."""
     d = df[(df["backend"] == "numba") & _bool(df["baseline"]) & df["vs_torch_train"].notna()]
     return lstm_vs_hidden(df, "vs_torch_train", "time(torch) / time(Numba), training step", rows=d)
 
@@ -277,8 +318,10 @@ def lstm_serial_parallel(df: pd.DataFrame):
             gl = gl.sort_values("hidden")
             _band(ax, gl["hidden"], gl["train_step_s"] * 1e3, gl["train_step_lo"] * 1e3, gl["train_step_hi"] * 1e3,
                   f"{layers}L, {thr} thread(s)", color=_COLORS[2 * (layers - 1) % 20], ls="-" if thr == 1 else "--")
+        base = g["variant"].iloc[0] if len(g) else "baseline"
         ax.set(xscale="log", yscale="log", xlabel="hidden size", ylabel="ms per training step",
-               title=f"{task}, {dtype}: tanh/sigmoid, serial vs parallel")
+               title=f"{task}, {dtype}: {base}, serial vs parallel\n{lstm_band_label(g, 'train_step_s')}")
+        ax.title.set_fontsize(9)
         ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, which="both", alpha=0.3)

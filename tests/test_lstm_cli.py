@@ -19,10 +19,11 @@ from mathbench import registry, runs
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "occupancy"
 
-# A tiny lm sweep: 2 configurations x 2 variants, a fraction of a second each once compiled.
+# A tiny lm sweep: 2 configurations x 2 variants (the baseline and isru/sigmoid:numba_simd), a
+# fraction of a second each once compiled.
 TINY = ["--tasks", "lm", "--layers", "1", "--hidden", "4,8", "--iterations", "4", "--repeats", "2",
         "--chunks", "2", "--seq-len", "8", "--batch", "2", "--eval-batch", "8", "--threads", "1",
-        "--dtypes", "float32", "--peers", "off", "--no-progress"]
+        "--dtypes", "float32", "--peers", "off", "--no-progress", "--pairs", "isru"]
 
 
 def run(argv, capsys):
@@ -54,7 +55,10 @@ def test_quick_end_to_end(tmp_path, capsys):
     assert code == 0, err
     df = rows(out)
     assert list(df.columns) == sweep.COLUMNS
-    assert len(df) == 2 * 2 * 2  # tasks x hidden x (tanh, isru)
+    assert len(df) == 2 * 2 * 3  # tasks x hidden x (baseline, isru, the seed's tanh/sigmoid)
+    assert list(df["variant"].iloc[:3]) == ["tanh:numba_simd/sigmoid:numba_simd", "isru/sigmoid:numba_simd",
+                                            "tanh/sigmoid"]
+    assert list(df["role"].iloc[:3]) == ["baseline", "candidate", "seed (scalar libm)"]
     assert set(df["task"]) == {"lm", "classify"} and set(df["hidden"]) == {16, 32}
     assert not df.duplicated(["config_id", "variant"]).any()
     assert (df["train_step_s"] > 0).all() and (df["forward_s"] > 0).all() and (df["latency_s"] > 0).all()
@@ -73,7 +77,24 @@ def test_quick_end_to_end(tmp_path, capsys):
     assert meta["kind"] == "lstm" and meta["finished"] is True
     assert meta["settings"]["iterations"] == 12 and meta["data"]["lm"]["source"] == "embedded"
     assert "speedup train" in stdout and "task lm" in stdout and "task classify" in stdout
-    assert "isru/sigmoid" in stdout
+    assert "isru/sigmoid" in stdout and "tanh/sigmoid (seed: scalar libm)" in stdout
+    # per-loop facts: the seed's pair calls libm in both forward loops, the others in none
+    seed = df[df["role"] == "seed (scalar libm)"]
+    assert (seed["gate_fwd_libm"] == "expf").all() and (seed["cell_fwd_libm"] == "tanhf").all()
+    assert (~seed["gate_fwd_vectorized"]).all() and seed["backward_vectorized"].all()
+    fair = df[df["role"] != "seed (scalar libm)"]
+    for loop in ("gate_fwd", "cell_fwd", "backward", "head"):
+        assert fair[f"{loop}_vectorized"].all() and (fair[f"{loop}_libm"] == "none").all(), loop
+    assert "vectorized loops" in stdout and "no (expf)" in stdout
+    # validation-chosen checkpoints, baselines and states, intervals labelled by sample count
+    assert df["best_step"].between(1, 12).all() and df["val_loss"].notna().all()
+    assert lm["ref_bigram"].notna().all() and (lm["ref_bigram"] < lm["ref_unigram"]).all()
+    assert cls["ref_threshold_acc"].notna().all() and set(df["quality_flag"]) <= {"trained", "weak", "not trained"}
+    assert (df["timing_interval"] == "range").all() and (df["quality_interval"] == "range").all()  # n = 4, 2
+    # 4 timing samples and 2 seeds per row: every interval printed is a range, none a "95%" one
+    assert re.search(r"\d\.\d\d \{\d\.\d\d\.\.\d\.\d\d\}", stdout)
+    assert not re.search(r"\d \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]", stdout)
+    assert "unigram" in stdout and "majority class accuracy" in stdout
     # the report subcommand reprints the summary from the folder
     code, stdout2, _ = run(["report", out], capsys)
     assert code == 0 and "speedup train" in stdout2
@@ -152,13 +173,14 @@ def test_torch_peer_row_matches_numba(tmp_path, capsys):
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
     df = rows(out)
-    assert list(df["variant"]) == ["tanh/sigmoid", "isru/sigmoid", "torch tanh/sigmoid"]
+    assert list(df["variant"]) == ["tanh:numba_simd/sigmoid:numba_simd", "isru/sigmoid:numba_simd",
+                                   "torch tanh/sigmoid"]
     t = df[df["backend"] == "torch"].iloc[0]
     b = df[df["baseline"]].iloc[0]
     assert t["init"] == "copied" and t["torch_threads"] == 1
     # same weights, same batches, same Adam: torch.nn.LSTM ends at the Numba baseline's loss
     assert t["loss"] == pytest.approx(b["loss"], rel=1e-4)
-    assert b["vs_torch_train"] > 0 and "tanh vs torch train" in stdout
+    assert b["vs_torch_train"] > 0 and "torch peer (> 1: Numba faster)" in stdout
 
 
 @pytest.mark.skipif(not (SHARED / "datatraining.txt").exists(), reason="shared occupancy copy absent")
@@ -336,12 +358,18 @@ def test_train_generate_predict_lm(tmp_path, capsys):
     code, out, err = run(["train", "--hidden", "4", "--iterations", "3", "--batch", "2", "--seq-len", "8",
                           "--no-progress", "--save", model], capsys)
     assert code == 0, err
-    assert model.exists() and "held-out: loss" in out and "perplexity" in out
+    assert model.exists() and "test (held-out, scored once at the chosen checkpoint): loss" in out
+    assert "validation after 3 steps: loss" in out and "chosen checkpoint: step 3" in out
+    assert "unigram" in out and "bigram" in out and "this model: not trained" in out  # 3 steps learn nothing
+    lines = out.splitlines()
+    assert sum(line.startswith("test ") for line in lines) == 1  # scored once, after the validations
+    assert max(i for i, x in enumerate(lines) if x.startswith("validation")) < lines.index(
+        next(x for x in lines if x.startswith("test ")))
     code, out, err = run(["generate", model, "--prime", "The ", "--length", "20"], capsys)
     assert code == 0, err
     assert out.startswith("The ") and len(out.rstrip("\n")) == 24
     code, out, err = run(["predict", model], capsys)
-    assert code == 0 and "perplexity" in out
+    assert code == 0 and "perplexity" in out and "baselines on the same test data: unigram" in out
     # errors: existing --save path, missing model, text outside the vocabulary, wrong task
     code, _, err = run(["train", "--hidden", "4", "--save", model], capsys)
     assert_usage_error(code, err, "exists; a saved model is never overwritten")
@@ -358,9 +386,9 @@ def test_train_predict_classify(tmp_path, capsys):
     code, out, err = run(["train", "--task", "classify", "--cell", "isru", "--hidden", "4", "--iterations", "3",
                           "--batch", "4", "--seq-len", "8", "--no-progress", "--save", model], capsys)
     assert code == 0, err
-    assert "accuracy" in out and "f1" in out
+    assert "accuracy" in out and "f1" in out and "best single-feature threshold accuracy" in out
     code, out, err = run(["predict", model], capsys)
-    assert code == 0 and "accuracy" in out
+    assert code == 0 and "accuracy" in out and "best single-feature threshold accuracy" in out
     code, _, err = run(["generate", model], capsys)
     assert_usage_error(code, err, "is a 'classify' model")
     code, _, err = run(["train", "--task", "classify", "--hidden", "0", "--save", tmp_path / "x"], capsys)

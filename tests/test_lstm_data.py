@@ -64,8 +64,10 @@ def test_default_sensor_deterministic_and_normalized():
     assert s.fingerprint == s2.fingerprint
     np.testing.assert_array_equal(s.train_x, s2.train_x)
     assert s.train_x.shape[1] == s.test_x.shape[1] == 5
-    np.testing.assert_allclose(s.train_x.mean(axis=0), 0, atol=1e-9)
-    np.testing.assert_allclose(s.train_x.std(axis=0), 1, atol=1e-9)
+    fit = s.train_x[:s.val_from]  # normalized with the rows the model fits, not the validation rows
+    assert s.val_from == round(0.9 * s.train_y.size)
+    np.testing.assert_allclose(fit.mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(fit.std(axis=0), 1, atol=1e-9)
     assert set(np.unique(s.train_y)) == {0, 1} and set(np.unique(s.test_y)) == {0, 1}
     assert 0.15 < s.train_y.mean() < 0.6  # both classes well represented
     x, y = s.train_batch(np.random.default_rng(1), batch=3, seq_len=10, dtype=np.float32)
@@ -130,8 +132,8 @@ def test_load_occupancy_small(tmp_path):
     assert s.x.shape == (20, 5) and s.y.shape == (20,)
     assert s.x[0, 0] == 21 and list(s.y[:4]) == [1, 0, 1, 0]
     d = data.occupancy_data(p, p)
-    assert d.train_x.shape == (20, 5)
-    np.testing.assert_allclose(d.train_x[:, 0].mean(), 0, atol=1e-12)
+    assert d.train_x.shape == (20, 5) and d.val_from == 18
+    np.testing.assert_allclose(d.train_x[:18, 0].mean(), 0, atol=1e-12)
 
 
 def test_load_occupancy_header_in_other_order(tmp_path):
@@ -176,9 +178,13 @@ def test_load_occupancy_binary_and_missing(tmp_path):
 def test_sensor_too_short_for_seq_len(tmp_path):
     p = write(tmp_path, "o.txt", HEADER + "".join(occ_row(i, occ=i % 2) for i in range(1, 6)))
     d = data.occupancy_data(p, p)
-    d.check_seq_len(5)
-    with pytest.raises(UsageError, match="5 rows, fewer than --seq-len 6"):
-        d.check_seq_len(6)
+    d.check_seq_len(4)  # training windows end before row 4 (the last 10% label validation windows)
+    with pytest.raises(UsageError, match=r"training \(without its last 10%, kept for validation\) series has 4 rows, "
+                                         "fewer than --seq-len 5"):
+        d.check_seq_len(5)
+    d.check_seq_len(5, parts=("test",))
+    with pytest.raises(UsageError, match="test series has 5 rows, fewer than --seq-len 6"):
+        d.check_seq_len(6, parts=("test",))
 
 
 @pytest.mark.skipif(not (SHARED / "datatraining.txt").exists(), reason="shared occupancy copy absent")

@@ -362,7 +362,8 @@ def test_train_help_shows_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for fragment in ("--iterations ITERATIONS training steps (default: 300)", "--hidden HIDDEN hidden units per "
                      "layer (default: 64)", "(default: 0.01)", "--seed SEED seed of the initial weights and the "
-                     "batch order (default: 0)", "--cell CELL", "(default: tanh)", "--task {lm,classify}",
+                     "batch order (default: 0)", "--cell CELL", "(default: tanh:numba_simd)", "(default: sigmoid:numba_simd)",
+                     "--patience PATIENCE", "--eval-every EVAL_EVERY", "--task {lm,classify}",
                      "(default: lm)"):
         assert fragment in out
     assert "(default: None)" not in out and "(default: False)" not in out

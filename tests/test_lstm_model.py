@@ -22,7 +22,10 @@ TASKS = ["lm", "classify"]
 CASES = [("tanh", "sigmoid", "lm"), ("tanh", "sigmoid", "classify"),
          ("isru", "isru_sigmoid", "lm"), ("isru", "isru_sigmoid", "classify"),
          ("isru", "sigmoid", "classify"), ("tanh", "isru_sigmoid", "lm"),
-         ("softsign", "softsign", "lm")]
+         ("softsign", "softsign", "lm"),
+         # the sweep's vectorized baseline and the rsqrt ISRU (references: the NumPy tanh/sigmoid/isru)
+         ("tanh:numba_simd", "sigmoid:numba_simd", "lm"), ("tanh:numba_simd", "sigmoid:numba_simd", "classify"),
+         ("isru:numba_rsqrt", "sigmoid:numba_simd", "classify")]
 V, F, H, L = 5, 3, 4, 2
 
 

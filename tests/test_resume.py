@@ -20,7 +20,8 @@ from mathbench import codegen, harness, jit, registry, runs, stats, threads
 # settings that change rows of a configuration, each with another valid value
 KEYED = {"iterations": 81, "repeats": 4, "chunks": 5, "seq_len": 16, "batch": 8, "eval_batch": 16, "seed": 1,
          "optimizer": "sgd", "lr": 0.02, "clip": 1.0, "pairs": [sweep.BASELINE, ("isru", "isru_sigmoid")],
-         "peers": "on", "latency_rounds": 6, "prediction_time": 0.1, "eval_chars": 100, "eval_windows": 100}
+         "peers": "on", "latency_rounds": 6, "prediction_time": 0.1, "eval_chars": 100, "eval_windows": 100,
+         "val_every": 7, "patience": 2}
 PER_CONFIG = {"tasks", "layers", "hidden", "dtypes", "threads"}  # fields of sweep.Config
 VIA_DATA = {"data", "occupancy_train", "occupancy_test"}  # the data's fingerprint is in the key
 
