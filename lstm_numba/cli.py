@@ -38,8 +38,9 @@ speedup = time(baseline) / time(variant) (> 1: faster), paired; loss and accurac
 (variant - baseline) pair by seed. With torch installed (the 'peers' extra) a torch.nn.LSTM of the
 same shape, same weights and same batches runs in the same run at the same thread count.
 
-Output: results/lstm-TIMESTAMP/ (or --out DIR) with results.csv, one row per configuration x
-variant written as each configuration finishes, and metadata.json. Running again with the same
+Output: runs/lstm-TIMESTAMP/ (runs/ of the project checkout, ignored by git; or --out DIR) with
+results.csv, one row per configuration x variant written as each configuration finishes, and
+metadata.json. Running again with the same
 --out resumes: finished configurations are skipped, an interrupted one is redone; a folder
 measured by other code (sources or numeric library versions differ) is refused unless
 --resume-anyway. metadata.json records every session (command, commit, dirty tree, code version,
@@ -67,8 +68,8 @@ examples:
   python -m lstm_numba --quick                   smoke sweep (well under a minute with warm caches)
   python -m lstm_numba --tasks classify --occupancy-train datatraining.txt --occupancy-test datatest.txt
   python -m lstm_numba --pairs isru,softsign/sigmoid:numba_simd,tanh/isru_sigmoid --dtypes float32,float64
-  python -m lstm_numba --hidden 512 --layers 1 --threads 1 --out results/h512
-  python -m lstm_numba --out results/lstm-run    (again: resumes that run)
+  python -m lstm_numba --hidden 512 --layers 1 --threads 1 --out runs/h512
+  python -m lstm_numba --out runs/lstm-run       (again: resumes that run)
 """
 
 
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. datatraining.txt) for the classify task")
     g.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy Detection test file (e.g. datatest.txt)")
     g = p.add_argument_group("output")
-    g.add_argument("--out", metavar="DIR", help="run folder (default results/lstm-TIMESTAMP); an existing "
+    g.add_argument("--out", metavar="DIR", help="run folder (default runs/lstm-TIMESTAMP); an existing "
                    "lstm run folder is resumed")
     g.add_argument("--resume-anyway", action="store_true", help="resume an --out folder measured by another "
                    "code version (sources or library versions differ); without it that is refused")

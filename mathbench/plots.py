@@ -84,9 +84,12 @@ def _line_order(d: pd.DataFrame) -> dict:
     return {k: i for i, k in enumerate(dict.fromkeys(zip(d["function"], d["impl"])))}
 
 
-def speedup_vs_size(df: pd.DataFrame, column: str = "speedup_vs_np_tanh", form: str = "forward"):
-    """A paired speedup column against size, one line per (function, impl), per dtype."""
+def speedup_vs_size(df: pd.DataFrame, column: str = "speedup_vs_np_tanh", form: str = "forward", only=None):
+    """A paired speedup column against size, one line per (function, impl), per dtype; ``only``:
+    the (function, impl) pairs to draw (a readable subset; default all)."""
     d = serial(df[(df["form"] == form) & df[column].notna() & ~df["function"].isin(["copy", "plus"])])
+    if only is not None:
+        d = d[[(f, i) in set(only) for f, i in zip(d["function"], d["impl"])]]
     dtypes = sorted(d["dtype"].unique())
     fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 4.5), sharey=True, squeeze=False)
     order = _line_order(d)

@@ -196,6 +196,47 @@ def _x(r, col) -> str:
     return f"{r[col]:.2f}x [{r[col + '_lo']:.2f}, {r[col + '_hi']:.2f}]"
 
 
+def _verdict(value: float, lo: float, target: float) -> str:
+    """'meets' when the whole interval clears the target, 'meets on the median' when only the point
+    estimate does, else 'misses'."""
+    return "meets" if lo >= target else "meets on the median" if value >= target else "misses"
+
+
+# The accurate vectorized implementations' speed targets: (function, dtype, ratio column, target,
+# the baseline's name as the column pairs it)
+SIMD_TARGETS = (
+    ("tanh", "float32", "speedup_vs_np_tanh", 4, "np.tanh"),
+    ("sigmoid", "float32", "speedup_vs_numpy", 3, "1/(1+np.exp(-x))"),
+    ("softplus", "float32", "speedup_vs_numpy", 3, "np.logaddexp(0, x)"),
+    ("exp", "float32", "speedup_vs_numpy", 1.5, "np.exp"),
+    ("tanh", "float64", "speedup_vs_np_tanh", 4, "np.tanh"),
+)
+
+
+def simd_findings(df: pd.DataFrame) -> list[str]:
+    """numba_simd against the NumPy baselines at 1e5 (serial) and against the copy roof at 1e7."""
+    out = []
+    for function, dtype, col, target, name in SIMD_TARGETS:
+        r = _pick(df, function=function, impl="numba_simd", form="forward", dtype=dtype, size=100_000, parallel=False)
+        if len(r) and not pd.isna(r.iloc[0][col]):
+            r = r.iloc[0]
+            out.append(f"{function}:numba_simd {dtype} at n = 100,000: {_x(r, col)} the speed of {name} "
+                       f"({_verdict(r[col], r[f'{col}_lo'], target)} the >= {target:g}x target).")
+    roofs = []
+    for function in ("tanh", "sigmoid", "softplus", "exp"):
+        r = _pick(df, function=function, impl="numba_simd", form="forward", dtype="float32", size=10_000_000,
+                  parallel=False)
+        if len(r) and not pd.isna(r.iloc[0]["roof_fraction"]):
+            r = r.iloc[0]
+            t = 1 / r["roof_fraction"]
+            roofs.append(f"{function} {t:.2f}x [{1 / r['roof_hi']:.2f}, {1 / r['roof_lo']:.2f}] "
+                         f"({_verdict(1 / t, r['roof_lo'], 1 / 1.3)})")
+    if roofs:
+        out.append("numba_simd float32 at n = 10,000,000, time over the copy loop's (target within 1.3x): "
+                   + "; ".join(roofs) + ".")
+    return out
+
+
 def kernel_findings(df: pd.DataFrame) -> list[str]:
     """The issue's speed targets and the seed's claim, checked against one run."""
     out = []
@@ -238,6 +279,7 @@ def kernel_findings(df: pd.DataFrame) -> list[str]:
         verdict = "meets" if t <= 1.3 else "misses"
         out.append(f"ISRU float32 at n = {big:,}: {t:.2f}x the copy loop's time [{1 / r['roof_hi']:.2f}, "
                    f"{1 / r['roof_lo']:.2f}] ({verdict} the within-1.3x-of-roof target).")
+    out += simd_findings(df)
     par = df[df["parallel"].astype(str).eq("True") & (df["size"] >= 1_000_000) & (df["function"] != "copy")
              & df["speedup_vs_serial"].notna()]
     if len(par):

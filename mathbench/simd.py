@@ -99,46 +99,40 @@ _LOG_L = _horner(
 # 2^k from exponent bits
 
 
-@intrinsic
-def _scale_pow2(typingctx, x, kf):
-    """x * 2^k for an integer-valued float ``kf``, as x * 2^(k>>1) * 2^(k - (k>>1)): both
-    factors are normal for k in [-252, 254] (float32), so results that are subnormal or
-    overflow are rounded once, by the last multiply. Pure integer and float IR: vectorizes."""
-    if not (isinstance(x, types.Float) and x == kf):
-        return None
+def _pow2_intrinsic(split: bool):
+    """An intrinsic ``f(x, kf)`` = x * 2^k for an integer-valued float ``kf``, 2^k built from the
+    exponent bits (pure integer and float IR: vectorizes). ``split``: as x * 2^(k>>1) *
+    2^(k - (k>>1)), whose factors are normal for k in [-252, 254] (float32), so results that are
+    subnormal or overflow are rounded once, by the last multiply; else one multiply, for k whose
+    2^k is normal."""
 
-    def codegen(context, builder, sig, args):
-        xv, kv = args
-        fty = xv.type
-        bits, mant, bias = (32, 23, 127) if isinstance(fty, ir.FloatType) else (64, 52, 1023)
-        ity = ir.IntType(bits)
-        ki = builder.fptosi(kv, ity)
-        k1 = builder.ashr(ki, ity(1))
-        k2 = builder.sub(ki, k1)
+    def typer(typingctx, x, kf):
+        if not (isinstance(x, types.Float) and x == kf):
+            return None
 
-        def pow2(kk):
-            return builder.bitcast(builder.shl(builder.add(kk, ity(bias)), ity(mant)), fty)
+        def codegen(context, builder, sig, args):
+            xv, kv = args
+            fty = xv.type
+            bits, mant, bias = (32, 23, 127) if isinstance(fty, ir.FloatType) else (64, 52, 1023)
+            ity = ir.IntType(bits)
 
-        return builder.fmul(builder.fmul(xv, pow2(k1)), pow2(k2))
+            def pow2(kk):
+                return builder.bitcast(builder.shl(builder.add(kk, ity(bias)), ity(mant)), fty)
 
-    return x(x, kf), codegen
+            ki = builder.fptosi(kv, ity)
+            if not split:
+                return builder.fmul(xv, pow2(ki))
+            k1 = builder.ashr(ki, ity(1))
+            return builder.fmul(builder.fmul(xv, pow2(k1)), pow2(builder.sub(ki, k1)))
+
+        return x(x, kf), codegen
+
+    typer.__name__ = "_scale_pow2" if split else "_pow2_mul"
+    return intrinsic(typer)
 
 
-@intrinsic
-def _pow2_mul(typingctx, x, kf):
-    """x * 2^k in one multiply, for k whose 2^k is a normal number."""
-    if not (isinstance(x, types.Float) and x == kf):
-        return None
-
-    def codegen(context, builder, sig, args):
-        xv, kv = args
-        fty = xv.type
-        bits, mant, bias = (32, 23, 127) if isinstance(fty, ir.FloatType) else (64, 52, 1023)
-        ity = ir.IntType(bits)
-        e = builder.shl(builder.add(builder.fptosi(kv, ity), ity(bias)), ity(mant))
-        return builder.fmul(xv, builder.bitcast(e, fty))
-
-    return x(x, kf), codegen
+_scale_pow2 = _pow2_intrinsic(split=True)
+_pow2_mul = _pow2_intrinsic(split=False)
 
 
 # --------------------------------------------------------------------------------------------

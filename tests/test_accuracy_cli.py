@@ -63,8 +63,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert not out.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_out_is_one_line(tmp_path, capsys):
+    # a folder inside a regular file cannot be created, for root too (a read-only folder can)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, text, err = _run(["--functions", "tanh", "--forms", "forward", "--out", str(blocker / "acc")], capsys)
+    assert code == 2 and text == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert str(blocker) in err and blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_out_parent_is_one_line(tmp_path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
