@@ -161,8 +161,8 @@ def test_new_kernels_vectorize_without_libm(impl, dtype):
             continue
         for form in registry.FORMS:
             fn = act.impls[impl].fn(form)
-            if fn is None or fn.py_func.__module__ == "mathbench.scalars" and impl == "numba_simd":
-                continue  # exp's g(y) = y is a copy loop, tanh's 1 - y^2 the plain scalar
+            if fn is None or fn.py_func.__name__ == "identity":
+                continue  # exp's g(y) = y: a copy loop, which LLVM may turn into a memcpy call
             k = kernels.get(act.name, impl, form, dtype)
             assert k.vectorized is True and k.simd_bits >= 256 and k.libm_calls == "", (act.name, form, k)
 
