@@ -285,6 +285,13 @@ def _unique(xs: np.ndarray) -> np.ndarray:
     return np.concatenate([neg, *zs, posv, nan]).astype(xs.dtype)
 
 
+def range_ends(act: ActLike, dtype: str, param: Optional[float] = None) -> list[float]:
+    """The ends of f's range (where backprop's y lies), correctly rounded to ``dtype``."""
+    ev = _evaluator(_act(act), "forward", str(np.dtype(dtype)), param)
+    with mpmath.workprec(MAX_PREC):
+        return [round_to(symbolic.to_mpf(v), dtype) for v in ev.range]
+
+
 def y_grid(act: ActLike, dtype: str, param: Optional[float] = None) -> np.ndarray:
     """Inputs for dfdy: the forward function's correctly rounded outputs over the x grid
     (what backprop actually sees), plus the range ends and their inner neighbours, 999 evenly
@@ -292,9 +299,7 @@ def y_grid(act: ActLike, dtype: str, param: Optional[float] = None) -> np.ndarra
     act = _act(act)
     fwd = reference(act, "forward", dtype, param=param)
     ys = fwd.value.astype(dtype)
-    ev = _evaluator(act, "forward", dtype, param)
-    with mpmath.workprec(MAX_PREC):
-        ends = [round_to(symbolic.to_mpf(v), dtype) for v in ev.range]
+    ends = range_ends(act, dtype, param)
     dt = np.dtype(dtype).type
     extra = [ends[0], ends[1], np.nan]
     if all(math.isfinite(e) for e in ends):  # every y inside a bounded range occurs as some f(x)

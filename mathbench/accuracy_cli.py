@@ -53,12 +53,8 @@ def plan(args) -> list[tuple]:
     acts = [registry.get(f) for f in functions]  # UnknownName lists the valid names
     forms = choices(args.forms, "forms", registry.FORMS, "form")
     dtypes = choices(args.dtypes, "dtypes", registry.DTYPES, "dtype")
-    wanted = split_list(args.implementations, "implementations") if args.implementations else None
-    if wanted:
-        valid = registry.all_impl_names()
-        for i in wanted:
-            if i not in valid:
-                raise UsageError(f"unknown implementation {i!r}; valid: {', '.join(valid)}")
+    wanted = None if args.implementations is None else choices(
+        args.implementations, "implementations", registry.all_impl_names(), "implementation")
     if not (math.isfinite(args.f64_points) and 1e3 <= args.f64_points <= 1e10):
         raise UsageError("--f64-points must be a number from 1e3 to 1e10")
     todo = []

@@ -110,11 +110,7 @@ def make_plan(args) -> bench.Plan:
     for f in functions:
         registry.get(f)  # UnknownName lists the valid names
     if args.implementations is not None:
-        impls = split_list(args.implementations, "implementations")
-        valid = registry.all_impl_names()
-        for i in impls:
-            if i not in valid:
-                raise UsageError(f"unknown implementation {i!r}; valid: {', '.join(valid)}")
+        impls = choices(args.implementations, "implementations", registry.all_impl_names(), "implementation")
         if "torch" in impls and not bench.kernels.torch_available():
             raise UsageError("torch is not installed; install the peers extra: pip install -e '.[peers]'")
     if args.dtypes is not None:

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import numba
 import numpy as np
 
-from . import registry
+from . import accuracy, registry
 
 CHUNK = 1 << 24
 #: histogram bin edges in ulp; the last bin also counts infinite errors (special-value mismatches)
@@ -135,23 +135,8 @@ def f32_chunk(index: int, lo: float = -math.inf, hi: float = math.inf, nan: bool
     return x[keep]
 
 
-def dfdy_range(act: registry.Activation, dtype: str) -> tuple[float, float]:
-    """The closed range of f (with its default parameter), where backprop's y lies."""
-    from . import accuracy
-
-    ev = accuracy._evaluator(act, "forward", dtype, None)
-    import mpmath
-
-    from . import symbolic
-
-    with mpmath.workprec(accuracy.MAX_PREC):
-        return tuple(accuracy.round_to(symbolic.to_mpf(v), dtype) for v in ev.range)
-
-
 def f64_grid(act: registry.Activation, points: int) -> np.ndarray:
     """The float64 check grid (about ``points`` values; see the module docstring)."""
-    from . import accuracy
-
     half = points // 4
     mags = np.geomspace(5e-324, 1e3, half)
     lin = np.linspace(0.0, 40.0, half)
@@ -160,12 +145,7 @@ def f64_grid(act: registry.Activation, points: int) -> np.ndarray:
     bounds += accuracy._kinks(act, act.param_default if act.param else None)
     bounds += [0.625, 1.0, 88.0, 89.0, 104.0, 709.78, 710.0, 745.13, 746.0]
     b = np.asarray([v for v in bounds if math.isfinite(v) and v > 0], dtype=np.float64)
-    near = [b]
-    lo, hi = b.copy(), b.copy()
-    for _ in range(3):
-        lo, hi = np.nextafter(lo, 0), np.nextafter(hi, np.inf)
-        near += [lo, hi]
-    pos = np.concatenate([mags, lin, *near])
+    pos = np.concatenate([mags, lin, accuracy._with_neighbours(b, "float64", k=3)])
     specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 2.2250738585072014e-308,
                          np.finfo(np.float64).max])
     return np.concatenate([pos, -pos, specials])
@@ -175,8 +155,6 @@ def f64_grid(act: registry.Activation, points: int) -> np.ndarray:
 
 
 def _kernel_call(act, impl, form, dtype) -> Callable:
-    from . import accuracy
-
     return accuracy.impl_call(act, impl, form, dtype, parallel=False)
 
 
@@ -203,7 +181,7 @@ def check(function: str, impl_name: str, form: str, dtype: str, *, f64_points: i
     call = _kernel_call(act, impl, form, dtype)
     pv = float(np.dtype(dtype).type(act.param_default)) if act.param else 0.0
     p = np.dtype(dtype).type(pv)
-    lo, hi = dfdy_range(act, dtype) if form == "dfdy" else (-math.inf, math.inf)
+    lo, hi = accuracy.range_ends(act, dtype) if form == "dfdy" else (-math.inf, math.inf)
     workers = workers or (os.cpu_count() or 1)
     t0 = time.perf_counter()
     total = Result(hist=np.zeros(len(EDGES) - 1, dtype=np.int64))

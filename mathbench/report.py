@@ -92,8 +92,14 @@ def interval_label(d: pd.DataFrame) -> str:
     if "interval_method" not in d.columns:
         return "medians; intervals: " + stats.describe(None, 1, 0)
     per = d.groupby(["interval_method", "processes", "rounds_per_process"]).size()
-    many = len(per) > 1
-    parts = [stats.describe(m, int(p), int(r)) + (f" ({c} rows)" if many else "") for (m, p, r), c in per.items()]
+    # one phrase per description: t intervals do not depend on the rounds, so groups that differ
+    # only in rounds read the same and are counted together
+    phrases: dict = {}
+    for (m, p, r), c in per.items():
+        text = stats.describe(m, int(p), int(r))
+        phrases[text] = phrases.get(text, 0) + c
+    many = len(phrases) > 1
+    parts = [text + (f" ({c} rows)" if many else "") for text, c in phrases.items()]
     what = "geometric means of per-process medians" if (d["processes"] > 1).all() else "medians"
     return f"{what}; intervals: " + "; ".join(parts)
 

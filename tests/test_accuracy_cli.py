@@ -51,6 +51,7 @@ def test_exhaustive_columns_hold_a_histogram(tmp_path, monkeypatch, capsys):
     (["--forms", "d2fdx2"], "unknown form 'd2fdx2'"),
     (["--dtypes", "float16"], "unknown dtype 'float16'"),
     (["--functions", ""], "--functions is empty"),
+    (["--implementations", ""], "--implementations is empty"),
     (["--exhaustive", "--functions", "relu"], "relu has no wide-precision reference"),
     (["--f64-points", "nan"], "--f64-points"),
     (["--functions", "relu", "--implementations", "numba_simd"], "nothing to check"),

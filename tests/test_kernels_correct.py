@@ -78,14 +78,6 @@ def test_torch_within_declared_bound(function, impl, form, dtype, parallel):
 # property-based, over the whole float range, for the four core functions
 
 
-def _range_ends(act, dtype):
-    ev = accuracy._evaluator(act, "forward", dtype, None)
-    import mpmath
-
-    with mpmath.workprec(200):
-        return [accuracy.round_to(symbolic.to_mpf(v), dtype) for v in ev.range]
-
-
 def _core_impls():
     return [pytest.param(n, i.name, d, id=f"{n}-{i.name}-{d}")
             for n in registry.CORE for i in registry.get(n).impls.values() if i.backend in ("numba", "numpy")
@@ -101,7 +93,7 @@ def test_core_property_whole_float_range(function, impl, dtype, data):
     width = 32 if dtype == "float32" else 64
     xs = data.draw(st.lists(st.floats(width=width, allow_nan=True, allow_infinity=True, allow_subnormal=True),
                             min_size=1, max_size=16), label="x")
-    lo, hi = _range_ends(act, dtype)
+    lo, hi = accuracy.range_ends(act, dtype)
     ys = data.draw(st.lists(st.floats(min_value=lo, max_value=hi, width=width, allow_subnormal=True),
                             min_size=1, max_size=16), label="y")
     for form, pts in (("forward", xs), ("dfdx", xs), ("dfdy", ys)):
@@ -291,7 +283,7 @@ def test_softplus_sigmoid_never_overflow_or_warn(function, dtype):
     for the forward and dfdx forms; dfdy on its whole output range."""
     act = registry.get(function)
     x = _hostile(dtype)
-    lo, hi = _range_ends(act, dtype)
+    lo, hi = accuracy.range_ends(act, dtype)
     y = np.concatenate([x[(x >= lo) & (x <= hi)], np.array([lo, hi, np.nan], dtype=dtype)])
     for impl in act.impls.values():
         if impl.backend not in ("numba", "numpy"):
