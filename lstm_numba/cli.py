@@ -602,19 +602,10 @@ def main_predict(argv: list[str]) -> int:
 def _recorded_train_series(meta: dict):
     """The training series a classify model records, if it is at hand unchanged (else None):
     what the majority and threshold baselines are fit on."""
-    rec = (meta.get("data_source") or {}).get("train") if isinstance(meta.get("data_source"), dict) else None
-    if not (isinstance(rec, dict) and isinstance(rec.get("source"), str)):
+    try:
+        return _recorded("", meta, "train", "", lambda: D.default_series()[0], D.load_occupancy)
+    except UsageError:
         return None
-    if rec["source"] == D.EMBEDDED:
-        series = D.default_series()[0]
-    elif Path(rec["source"]).is_file():
-        try:
-            series = D.load_occupancy(rec["source"])
-        except UsageError:
-            return None
-    else:
-        return None
-    return series if series.sha256 == rec.get("sha256") else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -370,6 +370,8 @@ class SensorData:
     # Training windows end before row val_from, validation windows at or after it (their inputs
     # may reach back before it: the labels are what is held out). None: no validation part.
     val_from: Optional[int] = None
+    # seq_len -> the training windows' end rows: train_batch runs every step, the ends never change
+    _train_ends: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     n_features = len(FEATURES)
     n_classes = 2
@@ -415,7 +417,9 @@ class SensorData:
 
     def train_batch(self, rng: np.random.Generator, batch: int, seq_len: int, dtype=np.float64):
         """Random training windows: inputs ``(T, B, 5)`` and labels ``(B,)``."""
-        ends = self._ends("train", seq_len)
+        ends = self._train_ends.get(seq_len)
+        if ends is None:
+            ends = self._train_ends[seq_len] = self._ends("train", seq_len)
         ends = ends[rng.integers(0, ends.size, size=batch)]  # without gaps: the same draws as before
         return self._windows(self.train_x, self.train_y, ends, seq_len, dtype)
 

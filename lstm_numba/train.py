@@ -244,10 +244,10 @@ def _classify_data(model: Model, data):
 
 
 class _Checkpoints:
-    """Validation every ``every`` steps, the best parameters so far, and the patience count."""
+    """Validation (the caller says when), the best parameters so far, and the patience count."""
 
-    def __init__(self, model: Model, validation, every: int, patience: int, seq_len: int, on_validation):
-        self.model, self.validation, self.every, self.patience = model, validation, every, patience
+    def __init__(self, model: Model, validation, patience: int, seq_len: int, on_validation):
+        self.model, self.validation, self.patience = model, validation, patience
         self.seq_len, self.on_validation = seq_len, on_validation
         self.best_loss, self.best_step, self.best = math.inf, 0, model.params.flat.copy()
         self.bad, self.history = 0, []
@@ -296,7 +296,7 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
     ckpt = None
     if validation is not None and cfg.eval_every > 0:
         validation = _tokens(model, validation) if lm else _classify_data(model, validation)
-        ckpt = _Checkpoints(model, validation, cfg.eval_every, cfg.patience, cfg.seq_len if lm else 0, on_validation)
+        ckpt = _Checkpoints(model, validation, cfg.patience, cfg.seq_len if lm else 0, on_validation)
 
     def result(done: int, wall: float, early=False, final=True) -> TrainResult:
         best, hist = None, None
