@@ -13,7 +13,7 @@ from mathbench import registry, runs, threads
 from mathbench.cliargs import choices, positive_ints, progress_factory, split_list
 from mathbench.errors import ArgumentParser, UsageError, run_cli
 
-from . import data as D, sweep
+from . import data as D, study, sweep
 
 PROG = "lstm_numba"
 
@@ -55,7 +55,9 @@ tasks:
 
 subcommands:
   lstm_numba [sweep] [options]   the sweep (this help)
-  lstm_numba report RUN          print the summary table of an earlier run folder
+  lstm_numba report RUN          print the summary of an earlier run folder (sweep or accuracy)
+  lstm_numba accuracy [options]  the accuracy study: trained to the validation optimum, >= 10 paired
+                                 seeds, paired tests (see accuracy -h)
   lstm_numba train --save M.npz  train one model and save it (see train -h)
   lstm_numba generate M.npz      sample text from a saved language model
   lstm_numba predict M.npz       held-out metrics of a saved model on the data it was trained on
@@ -153,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_settings(args) -> sweep.Settings:
-    s = sweep.quick_settings() if args.quick else sweep.Settings()
+def _common_settings(args, s, counts: tuple):
+    """The options the sweep and the accuracy study share, applied to settings ``s``."""
     if args.tasks:
         s.tasks = choices(args.tasks, "tasks", sweep.TASKS, "task")
     if args.layers:
@@ -166,15 +168,13 @@ def make_settings(args) -> sweep.Settings:
         s.pairs = [sweep.BASELINE] + [pq for pq in dict.fromkeys(pairs) if pq != sweep.BASELINE]
     if args.dtypes:
         s.dtypes = choices(args.dtypes, "dtypes", sweep.DTYPES, "dtype")
-    if args.threads:
-        s.threads = _threads(args.threads)
-    for name in ("iterations", "repeats", "chunks", "seq_len", "batch", "eval_batch", "val_every"):
+    for name in counts:
         v = _positive(getattr(args, name), name.replace("_", "-"))
         if v is not None:
             setattr(s, name, v)
     if args.patience is not None:
         if args.patience < 0:
-            raise UsageError(f"--patience {args.patience}: must be >= 0 (0: never final before the last step)")
+            raise UsageError(f"--patience {args.patience}: must be >= 0 (0: no early stopping)")
         s.patience = args.patience
     if args.lr is not None:
         s.lr = _positive(args.lr, "lr", float)
@@ -186,16 +186,28 @@ def make_settings(args) -> sweep.Settings:
         if args.seed < 0:
             raise UsageError(f"--seed {args.seed}: must be non-negative")
         s.seed = args.seed
-    if args.peers:
-        s.peers = args.peers
     s.data = args.data
     s.occupancy_train, s.occupancy_test = args.occupancy_train, args.occupancy_test
-    if (args.occupancy_train or args.occupancy_test) and "classify" not in s.tasks:
-        if args.tasks:
+    # data files name the data: without --tasks only their tasks run (the embedded data of the
+    # other task would be another experiment)
+    occupancy = bool(args.occupancy_train or args.occupancy_test)
+    if args.tasks:
+        if occupancy and "classify" not in s.tasks:
             raise UsageError("--occupancy-train/--occupancy-test are for the classify task; add it to --tasks")
-        s.tasks = ["classify"]
-    if args.data and "lm" not in s.tasks:
-        raise UsageError("--data is a text file for the lm task; add lm to --tasks")
+        if args.data and "lm" not in s.tasks:
+            raise UsageError("--data is a text file for the lm task; add lm to --tasks")
+    elif occupancy or args.data:
+        s.tasks = (["lm"] if args.data else []) + (["classify"] if occupancy else [])
+    return s
+
+
+def make_settings(args) -> sweep.Settings:
+    s = _common_settings(args, sweep.quick_settings() if args.quick else sweep.Settings(),
+                         ("iterations", "repeats", "chunks", "seq_len", "batch", "eval_batch", "val_every"))
+    if args.threads:
+        s.threads = _threads(args.threads)
+    if args.peers:
+        s.peers = args.peers
     sweep.validate(s)
     return s
 
@@ -239,17 +251,120 @@ def main_sweep(argv: list[str]) -> int:
 
 
 def main_report(argv: list[str]) -> int:
-    p = ArgumentParser(prog=f"{PROG} report", description="Print the summary table of an LSTM run folder.")
+    p = ArgumentParser(prog=f"{PROG} report", description="Print the summary of an LSTM run folder (a sweep or "
+                       "an accuracy study).")
     p.add_argument("run")
     args = p.parse_args(argv)
     df, meta = runs.load_run(args.run)
-    if meta.get("kind") != sweep.KIND:
-        raise UsageError(f"{args.run} is a {meta.get('kind')!r} run, not an {sweep.KIND} run")
+    kind = meta.get("kind")
+    if kind == study.KIND:
+        if "unit_id" not in df.columns:
+            raise UsageError(f"{args.run}/{runs.RESULTS} has no unit_id column; not an LSTM accuracy study")
+        print(study.summary(df))
+        for line in study.status(df, meta):
+            print(line)
+        return 0
+    if kind != sweep.KIND:
+        raise UsageError(f"{args.run} is a {kind!r} run, not an {sweep.KIND} or {study.KIND} run")
     if "config_id" not in df.columns:
         raise UsageError(f"{args.run}/{runs.RESULTS} has no config_id column; not an LSTM sweep")
     print(sweep.summary(df))
     for line in sweep.status(df, meta):
         print(line)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# accuracy: the quality question on models trained to their validation optimum
+
+
+ACCURACY_DESCRIPTION = """\
+Does the activation pair change what the LSTM learns? For every shape (task x layers x hidden x
+dtype) and seed, every pair is trained from the same initial weights on the same batches to its
+validation optimum (validation every --val-every steps on the last 10% of the training data, stop
+after --patience validations without a lower loss or at --iterations, best checkpoint restored),
+then scored once on the test part, beside trivial baselines of the same data (unigram/bigram
+cross-entropy, majority class and best single-feature threshold). Each candidate is compared with
+the baseline tanh:numba_simd/sigmoid:numba_simd paired by seed, over the seeds where both trained
+past the unigram/majority baseline: the median difference (candidate - baseline) with the
+distribution-free order-statistic 95% interval of a median (from 6 seeds; fewer: the range, so
+labelled), the two-sided Wilcoxon signed-rank and sign tests, and Holm's adjustment over every
+test of the run. No timing: --jobs runs seeds in that many worker processes (serial kernels, one
+thread each).
+
+Output: runs/lstm-accuracy-TIMESTAMP/ (or --out DIR): results.csv, one row per shape x seed x pair
+(written a seed at a time), summary.csv (the comparison, derived from results.csv) and
+metadata.json. The same --out resumes; a folder measured by other code is refused unless
+--resume-anyway.
+"""
+
+
+def _accuracy_parser() -> argparse.ArgumentParser:
+    d = study.Settings()
+    p = ArgumentParser(prog=f"{PROG} accuracy", description=ACCURACY_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""\
+examples:
+  python -m lstm_numba accuracy                          lm and classify, hidden 32,64,128, 10 seeds
+  python -m lstm_numba accuracy --quick                  smoke study (tiny, 6 seeds)
+  python -m lstm_numba accuracy --occupancy-train datatraining.txt --occupancy-test datatest.txt --jobs 2
+""")
+    g = p.add_argument_group("what to compare")
+    g.add_argument("--tasks", help="comma-separated: lm, classify (default lm,classify)")
+    g.add_argument("--layers", help=f"stacked layers, comma-separated (default {','.join(map(str, d.layers))})")
+    g.add_argument("--hidden", help=f"hidden sizes, comma-separated (default {','.join(map(str, d.hidden))})")
+    g.add_argument("--pairs", help="activation pairs to compare with the baseline (CELL/GATE, comma-separated; "
+                   "default: the sweep's candidates)")
+    g.add_argument("--dtypes", help="float32, float64 (default float32)")
+    g = p.add_argument_group("how much")
+    g.add_argument("--seeds", type=int, help=f"paired seeds per shape (default {d.seeds}; an interval needs 6)")
+    g.add_argument("--seed", type=int, help="first seed; seed k is seed + k (default 0)")
+    g.add_argument("--iterations", type=int, help=f"most training steps (default {d.iterations})")
+    g.add_argument("--seq-len", type=int, help=f"sequence length T (default {d.seq_len})")
+    g.add_argument("--batch", type=int, help=f"training batch size (default {d.batch})")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
+    g.add_argument("--clip", type=float, help=f"global gradient-norm clip, 0 = none (default {d.clip:g})")
+    g.add_argument("--val-every", type=int, help=f"validate every this many steps (default {d.val_every})")
+    g.add_argument("--patience", type=int, help=f"validations without a lower loss before stopping (default "
+                   f"{d.patience}; 0: train all --iterations)")
+    g.add_argument("--jobs", type=int, help=f"worker processes (default {d.jobs}; at most the cores)")
+    g = p.add_argument_group("data (default: embedded, generated offline)")
+    g.add_argument("--data", metavar="FILE", help="UTF-8 text file for the lm task")
+    g.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy Detection training file")
+    g.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy Detection test file")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help="run folder (default runs/lstm-accuracy-TIMESTAMP); an existing "
+                   "study folder is resumed")
+    g.add_argument("--resume-anyway", action="store_true", help="resume an --out folder measured by other code")
+    g.add_argument("--quick", action="store_true", help="smoke study: both tasks, 1 layer, hidden 16, 6 seeds, "
+                   "at most 60 steps, the baseline and isru/sigmoid:numba_simd")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def accuracy_settings(args) -> study.Settings:
+    s = _common_settings(args, study.quick_settings() if args.quick else study.Settings(),
+                         ("seeds", "iterations", "seq_len", "batch", "val_every", "jobs"))
+    if s.jobs > (os.cpu_count() or 1):
+        raise UsageError(f"--jobs {s.jobs}: more than the {os.cpu_count()} cores of this machine (workers beyond "
+                         "that only slow each other down)")
+    study.validate(s)
+    return s
+
+
+def main_accuracy(argv: list[str]) -> int:
+    args = _accuracy_parser().parse_args(argv)
+    s = accuracy_settings(args)
+    t0 = time.perf_counter()
+    run_dir, ids, session = study.run(s, args.out, argv, progress_factory(args.no_progress), args.resume_anyway)
+    df, meta = runs.load_run(run_dir)
+    print(study.summary(df, ids))
+    for line in study.status(df, meta):
+        print(line)
+    skipped = session["units_already_done"]
+    print(f"\n{len(ids)} units (shape x seed): {session['units_measured']} trained in "
+          f"{time.perf_counter() - t0:.1f} s" + (f", {skipped} already finished in this folder (skipped)"
+                                                 if skipped else "")
+          + f"; results: {run_dir}/{runs.RESULTS}, {study.SUMMARY} and {runs.METADATA}")
     return 0
 
 
@@ -341,7 +456,7 @@ def main_train(argv: list[str]) -> int:
         ds.check_seq_len(args.seq_len)
         cfg = ModelConfig("lm", args.hidden, args.layers, vocab_size=ds.n_vocab, cell=args.cell, gate=args.gate,
                           dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
-        train_data, val_data, test_data = ds.fit, ds.val, ds.test
+        train_data, val_data, test_data = study.parts(ds, "lm", args.seq_len)
         meta = {"task": "lm", "vocab": ds.vocab, "data_source": {"text": ds.record}, "seq_len": args.seq_len}
     else:
         if args.data:
@@ -350,9 +465,7 @@ def main_train(argv: list[str]) -> int:
         ds.check_seq_len(args.seq_len)
         cfg = ModelConfig("classify", args.hidden, args.layers, n_features=D.SensorData.n_features, cell=args.cell,
                           gate=args.gate, dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
-        train_data = ds.windows("train", args.seq_len)
-        val_data = ds.windows("val", args.seq_len)
-        test_data = ds.windows("test", args.seq_len)
+        train_data, val_data, test_data = study.parts(ds, "classify", args.seq_len)
         meta = {"task": "classify", "data_source": ds.record, "seq_len": args.seq_len,
                 "feature_mean": ds.mean.tolist(), "feature_std": ds.std.tolist()}
     model = Model(cfg)
@@ -378,7 +491,7 @@ def main_train(argv: list[str]) -> int:
         bar.close()
     # the test part is scored once, here, at the checkpoint validation chose
     metrics = T.evaluate(model, test_data, seq_len=args.seq_len)
-    refs = _baselines(ds, args.task, args.seq_len)
+    refs = study.test_baselines(ds, args.task, args.seq_len)
     meta["metrics"] = {k: float(v) for k, v in metrics.items()}
     best_val = dict(result.val_history)[result.best_iteration]
     meta["train"] = {"iterations": result.iterations, "batch": args.batch, "lr": args.lr, "clip": args.clip,
@@ -398,16 +511,6 @@ def main_train(argv: list[str]) -> int:
     print(_baseline_text(args.task, refs, metrics))
     print(f"saved: {path}")
     return 0
-
-
-def _baselines(ds, task: str, seq_len: int) -> dict:
-    """Trivial baselines on the test data ``train`` scores: fit on the training part."""
-    from . import baselines
-
-    if task == "lm":
-        return baselines.text(ds.fit, ds.test[:-1], ds.test[1:], ds.n_vocab)
-    ends = ds.test_ends(seq_len)
-    return baselines.classify(ds.train_x[:ds.val_from], ds.train_y[:ds.val_from], ds.test_x[ends], ds.test_y[ends])
 
 
 def _baseline_text(task: str, refs: dict, metrics: dict) -> str:
@@ -576,7 +679,7 @@ def main_predict(argv: list[str]) -> int:
             raise UsageError(f"{text.source}: held-out part too short")
         metrics = T.evaluate(model, held, seq_len=seq_len)
         records = {"text": text.record}
-        refs = _baselines(text, "lm", seq_len)  # of the scored text, fit on its own training part
+        refs = study.test_baselines(text, "lm", seq_len)  # of the scored text, fit on its own training part
     else:
         if args.data:
             raise UsageError(f"{args.model} is a classify model; --data is for language models")
@@ -588,7 +691,8 @@ def main_predict(argv: list[str]) -> int:
         metrics = T.evaluate(model, sd.windows("test", seq_len))
         records = {"test": series.record}
         fit = _recorded_train_series(meta)
-        refs = None if fit is None else _baselines(D.sensor_data(fit, series, "", (mean, std)), "classify", seq_len)
+        refs = None if fit is None else study.test_baselines(D.sensor_data(fit, series, "", (mean, std)),
+                                                             "classify", seq_len)
     if not math.isfinite(metrics["loss"]):  # finite weights can still overflow in the forward pass
         raise UsageError(f"{args.model}: held-out loss is {metrics['loss']} on that data; its weights overflow "
                          f"{model.config.dtype}, not a usable model")
@@ -610,7 +714,8 @@ def _recorded_train_series(meta: dict):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    sub = {"report": main_report, "train": main_train, "generate": main_generate, "predict": main_predict}
+    sub = {"report": main_report, "train": main_train, "generate": main_generate, "predict": main_predict,
+           "accuracy": main_accuracy}
     if argv and argv[0] in sub:
         return run_cli(sub[argv[0]], argv[1:], prog=f"{PROG} {argv[0]}")
     if argv and argv[0] == "sweep":

@@ -814,27 +814,28 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
 # resume
 
 
-def _config_groups(rows: list[dict]) -> dict:
+def _config_groups(rows: list[dict], key: str = "config_id") -> dict:
     groups: dict = {}
     for row in rows:
-        groups.setdefault(row["config_id"], []).append(row)
+        groups.setdefault(row[key], []).append(row)
     return groups
 
 
-def _complete(group: list[dict]) -> bool:
+def _complete(group: list[dict], count: str = "config_rows") -> bool:
     try:
-        n = int(group[0]["config_rows"])
+        n = int(group[0][count])
     except (KeyError, ValueError):
         return False
     labels = [r["variant"] for r in group]
-    return len(group) == n and len(set(labels)) == n and all(r["config_rows"] == group[0]["config_rows"]
-                                                             for r in group)
+    return len(group) == n and len(set(labels)) == n and all(r[count] == group[0][count] for r in group)
 
 
-def prepare_resume(run_dir: Path) -> set:
-    """Finished configuration ids of an earlier run in ``run_dir``. Rows of a configuration
-    that was cut off while being written (or written twice) are removed from the CSV first, so
-    that the configuration is redone and appended once."""
+def prepare_resume(run_dir: Path, columns: list = COLUMNS, key: str = "config_id", count: str = "config_rows",
+                   what: str = "sweep") -> set:
+    """Finished unit ids (``key``: a configuration of the sweep; the accuracy study passes its own
+    columns and key) of an earlier run in ``run_dir``. Rows of a unit that was cut off while being
+    written (or written twice) are removed from the CSV first, so that the unit is redone and
+    appended once."""
     path = Path(run_dir) / runs.RESULTS
     if not path.exists() or path.stat().st_size == 0:
         return set()
@@ -843,24 +844,24 @@ def prepare_resume(run_dir: Path) -> set:
     if torn:  # a half-written last line (killed mid-write)
         text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames != COLUMNS:
-        raise UsageError(f"{path} has different columns; it was written by another version of the sweep, "
+    if reader.fieldnames != columns:
+        raise UsageError(f"{path} has different columns; it was written by another version of the {what}, "
                          "choose a new --out folder")
     rows = list(reader)
     keep: list[dict] = []
     done = set()
-    for cid, group in _config_groups(rows).items():
+    for uid, group in _config_groups(rows, key).items():
         try:
-            n = int(group[0]["config_rows"])
+            n = int(group[0][count])
         except (TypeError, ValueError):
             continue
         first = group[:n]  # a group written twice (should not happen) keeps its first copy
-        if _complete(first):
+        if _complete(first, count):
             keep.extend(first)
-            done.add(cid)
+            done.add(uid)
     if torn or len(keep) != len(rows):
         out = io.StringIO()
-        w = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")  # as ResultsWriter writes
+        w = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")  # as ResultsWriter writes
         w.writeheader()
         w.writerows(keep)
         tmp = path.with_name(path.name + ".tmp")
