@@ -304,7 +304,7 @@ def _accuracy_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog=f"{PROG} accuracy", description=ACCURACY_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="""\
 examples:
-  python -m lstm_numba accuracy                          lm and classify, hidden 32,64,128, 10 seeds
+  python -m lstm_numba accuracy                          lm and classify, 1 layer, hidden 32,64,128, 10 seeds
   python -m lstm_numba accuracy --quick                  smoke study (tiny, 6 seeds)
   python -m lstm_numba accuracy --occupancy-train datatraining.txt --occupancy-test datatest.txt --jobs 2
 """)

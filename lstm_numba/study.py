@@ -69,7 +69,8 @@ class Settings:
     dtypes: list = field(default_factory=lambda: ["float32"])
     seeds: int = 10
     seed: int = 0
-    iterations: int = 4000  # at most; training stops at the validation optimum
+    iterations: int = 12000  # at most; training stops at the validation optimum (at 4000 most hidden-32
+    # language models were still improving)
     seq_len: int = 32
     batch: int = 16
     lr: float = 1e-2
@@ -447,9 +448,21 @@ def comparisons(df) -> "pd.DataFrame":
 
 
 def _flags(g) -> str:
-    """How many seeds are trained / weak / not trained / diverged, e.g. "10 trained"."""
+    """How many seeds are trained / weak / not trained / diverged, and how many stopped at the step
+    limit rather than at their validation optimum, e.g. "10 trained" or "9 trained, 1 weak; 3 at
+    the step limit"."""
     counts = g["quality_flag"].fillna("").value_counts()
-    return ", ".join(f"{n} {k}" for k, n in counts.items() if k)
+    text = ", ".join(f"{n} {k}" for k, n in counts.items() if k)
+    limit = int(_at_limit(g).sum())
+    return text + (f"; {limit} at the step limit" if limit else "")
+
+
+def _at_limit(g):
+    """Rows whose training ran to --iterations without validation stopping it: the checkpoint is
+    the best seen, but the model may still have been improving."""
+    if "stopped_early" not in g:
+        return g.index.to_series().map(lambda _: False)
+    return (~g["stopped_early"].astype(bool)) & (~g["diverged"].astype(bool))
 
 
 def write_summary(run_dir: Path) -> Path:
@@ -517,6 +530,16 @@ def summary(df, unit_ids: Optional[list] = None) -> str:
 
 
 def status(df, meta: dict) -> list[str]:
+    out = []
+    if "stopped_early" in df and len(df):
+        k = int(_at_limit(df).sum())
+        if k:
+            out.append(f"note: {k} of {len(df)} trainings ran to the step limit (--iterations) without validation "
+                       "stopping them, so they may not be at their validation optimum; raise --iterations")
+    return out + _incomplete(df, meta)
+
+
+def _incomplete(df, meta: dict) -> list[str]:
     plan = meta.get("plan") or []
     groups = sweep._config_groups(df.to_dict("records"), "unit_id") if "unit_id" in df else {}
     done = {uid for uid, g in groups.items() if sweep._complete(g, "unit_rows")}

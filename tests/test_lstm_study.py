@@ -206,6 +206,17 @@ def test_resume_redoes_a_cut_unit_once(tmp_path, capsys):
     assert [s["units_measured"] for s in meta["sessions"]] == [2, 1]
 
 
+def test_status_names_trainings_that_hit_the_step_limit():
+    df = _rows(n=3)
+    df["stopped_early"] = [True, True, False, True, True, True]
+    assert "10 trained" not in study._flags(df)
+    assert study._flags(df) == "6 trained; 1 at the step limit"
+    (note,) = study.status(df, {})
+    assert note.startswith("note: 1 of 6 trainings ran to the step limit")
+    df["stopped_early"] = True
+    assert study.status(df, {}) == [] and study._flags(df) == "6 trained"
+
+
 def test_report_says_incomplete(tmp_path, capsys):
     out = tmp_path / "st"
     assert run([*TINY, "--tasks", "lm", "--out", out], capsys)[0] == 0
