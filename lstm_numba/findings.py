@@ -115,6 +115,15 @@ def quality(df: pd.DataFrame) -> list[str]:
         dropped = 0
     # the same shape at another thread count trains on the same seeds and batches: count it once
     cand = cand.sort_values("threads").drop_duplicates(["task", "layers", "hidden", "dtype", "batch", "variant"])
+    speed_only = []
+    if "quality_flag" in df:  # as the sweep's summary: no trained model in a task -> speed only
+        numba = df[df["backend"] == "numba"]
+        speed_only = [t for t, g in numba.groupby("task") if not (g["quality_flag"] == "trained").any()]
+        for t in speed_only:
+            out.append(f"{t}: speed only: no model of this run beats the "
+                       f"{'bigram' if t == 'lm' else 'best-threshold'} baseline, so its quality differences "
+                       "compare models that have not learned the data (see an accuracy study instead).")
+        cand = cand[~cand["task"].isin(speed_only)]
     for (variant, task), g in cand.groupby(["variant", "task"]):
         g = g[g["loss_diff"].notna()]
         if g.empty:

@@ -231,9 +231,21 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
 _WORKER: dict = {}
 
 
-def _worker_init(s: Settings) -> None:
+def _worker_init(s: Settings, driver: int) -> None:
     """Each worker: one thread everywhere (the units of two workers must not share a core's
-    threads), and the datasets loaded once."""
+    threads), the datasets loaded once, and a watch on the driver: a driver killed outright
+    (SIGKILL, or SIGTERM, which Python does not catch) cannot stop its workers, so each worker
+    exits by itself once its parent is gone instead of training on for nobody."""
+    import threading
+
+    def watch() -> None:
+        # ``driver`` comes from the driver itself: a worker whose initializer runs after the driver
+        # died already has another parent, and must see that at once
+        while os.getppid() == driver:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="driver-watch").start()
     os.environ["OMP_NUM_THREADS"] = "1"
     import numba
 
@@ -344,7 +356,7 @@ def _run_pool(s: Settings, todo: list, code: str, write) -> None:
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no inherited Numba or BLAS thread pools
     pool = ProcessPoolExecutor(max_workers=min(s.jobs, len(todo)), mp_context=ctx, initializer=_worker_init,
-                               initargs=(s,))
+                               initargs=(s, os.getpid()))
     try:
         futures = {pool.submit(_worker_unit, u, uid, code): u for u, uid in todo}
         for f in as_completed(futures):

@@ -26,8 +26,13 @@ def _run(paths: list[Path], timeout: int, config) -> int:
     import nbformat
 
     failed = 0
+    from .errors import UsageError
+
     for path in paths:
-        nb = nbformat.read(path, as_version=4)
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception as e:  # nbformat raises its own and JSON errors for a malformed file
+            raise UsageError(f"{path}: not a readable notebook ({type(e).__name__})") from None
         t0 = time.perf_counter()
         try:
             nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
@@ -41,13 +46,30 @@ def _run(paths: list[Path], timeout: int, config) -> int:
     return 1 if failed else 0
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    paths = [Path(a) for a in argv] or sorted((project_root() / "notebooks").glob("*.ipynb"))
+def _main(argv: list[str]) -> int:
+    from .errors import ArgumentParser, UsageError
+
+    p = ArgumentParser(prog="python -m mathbench.nbrun", description="Execute notebooks headless against the "
+                       "runs named in results/reference.json (or MATHBENCH_<NAME>_RUN); exit 1 if any cell fails.")
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebook files (default: every notebook in "
+                   "notebooks/)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = p.parse_args(argv)
+    paths = [Path(a) for a in args.notebooks] or sorted((project_root() / "notebooks").glob("*.ipynb"))
     if not paths:
-        print("no notebooks found", file=sys.stderr)
-        return 1
-    return run(paths)
+        raise UsageError("no notebooks found")
+    for path in paths:
+        if path.suffix != ".ipynb" or not path.is_file():
+            raise UsageError(f"{path}: not a notebook file (.ipynb)")
+    if args.timeout < 1:
+        raise UsageError(f"--timeout {args.timeout}: must be positive")
+    return run(paths, args.timeout)
+
+
+def main(argv=None) -> int:
+    from .errors import run_cli
+
+    return run_cli(_main, argv, prog="mathbench.nbrun")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Which run: an explicit path, else the environment variable ``MATHBENCH_<NAME>_RUN``, else the
 committed reference run named in ``results/reference.json``. NAME is the kind (mathbench, lstm,
-verify, accuracy) or another entry of reference.json of that kind (``lstm-batch1`` reads
+verify, accuracy, lstm-accuracy) or another entry of reference.json of that kind (``lstm-batch1`` reads
 ``MATHBENCH_LSTM_BATCH1_RUN``).
 Notebooks read these files and plot; they measure nothing.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from . import runs
 from .errors import UsageError
 
-KINDS = ("mathbench", "lstm", "verify", "accuracy")
+KINDS = ("mathbench", "lstm", "verify", "accuracy", "lstm-accuracy")
 
 
 def project_root() -> Path:

@@ -331,3 +331,45 @@ def lstm_serial_parallel(df: pd.DataFrame):
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def lstm_study(comp: pd.DataFrame, metric: str = "loss", ylabel: str | None = None):
+    """An accuracy study's paired differences (candidate - baseline, ``lstm_numba accuracy``'s
+    summary.csv) against hidden size: one panel per (task, layers, dtype), one line per candidate
+    (colour and marker), its interval as an error bar, 0 marked. Titles say what the bands are (an
+    order-statistic 95% interval of the median, or the range of fewer than 6 seeds) and n."""
+    d = comp[(comp["metric"] == metric) & comp["diff"].notna()]
+    panels = list(d.groupby(["task", "layers", "dtype"], sort=True))
+    if not panels:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.text(0.5, 0.5, f"no {metric} comparisons", ha="center")
+        return fig
+    cols = min(3, len(panels))
+    nrows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.8 * cols, 4.2 * nrows), squeeze=False)
+    order = {v: i for i, v in enumerate(dict.fromkeys(d["variant"]))}  # one style per candidate everywhere
+    for ax, ((task, layers, dtype), g) in zip(axes.flat, panels):
+        for variant, gv in g.groupby("variant", sort=False):
+            gv = gv.sort_values("hidden")
+            i = order[variant]
+            # intervals as error bars, each candidate nudged sideways so that overlapping ones stay apart
+            x = gv["hidden"] * (1 + 0.05 * (i - (len(order) - 1) / 2))
+            ax.errorbar(x, gv["diff"], yerr=[gv["diff"] - gv["diff_lo"], gv["diff_hi"] - gv["diff"]], capsize=3,
+                        ms=5, label=variant, **_style(i))
+        ax.axhline(0.0, color="k", lw=0.8)
+        kinds = set(g["interval"])
+        n = f"{int(g['n'].min())}" + (f"-{int(g['n'].max())}" if g["n"].max() != g["n"].min() else "")
+        band = ("order-statistic 95% interval of the median" if kinds == {"95% order-statistic"}
+                else "range (too few seeds for 95%)" if kinds == {"range"} else "95% interval or range")
+        ax.set(xscale="log", xlabel="hidden size", ylabel=ylabel or f"test {metric}, candidate - baseline",
+               title=f"{task}, {layers} layer(s), {dtype}: {n} paired seeds\nbars: {band}")
+        ax.title.set_fontsize(9)
+        ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(True, alpha=0.3)
+        _legend_below(ax)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+

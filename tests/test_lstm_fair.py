@@ -251,6 +251,11 @@ def test_findings_leave_untrained_models_out():
     assert "minus" in findings.quality(_rows(["trained", "weak"]))[0]
 
 
+def test_findings_say_speed_only_when_no_model_is_trained():
+    lines = findings.quality(_rows(["weak", "weak"]))
+    assert lines[0].startswith("lm: speed only") and not any("minus" in line for line in lines)
+
+
 # --------------------------------------------------------------------------------------------
 # 6. intervals
 

@@ -274,3 +274,58 @@ def test_accuracy_help_explains(capsys):
     assert e.value.code == 0
     for fragment in ("validation optimum", "Wilcoxon", "--seeds", "(default 10", "--jobs", "resumes"):
         assert fragment in text
+
+
+def test_study_plot_one_labelled_errorbar_per_candidate_and_panel():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mathbench import plots
+
+    comp = pd.concat([study.comparisons(_rows(task=t, shift=s).assign(hidden=h))
+                      for t in ("lm", "classify") for h, s in ((8, 0.1), (16, -0.1))], ignore_index=True)
+    fig = plots.lstm_study(comp, "loss")
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+    assert len(axes) == 2  # lm and classify
+    for ax in axes:
+        assert len(ax.containers) == 1  # one candidate
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["isru/sigmoid:numba_simd"]
+        assert "order-statistic 95%" in ax.get_title() and "10 paired seeds" in ax.get_title()
+    few = study.comparisons(_rows(n=4))
+    ax = plots.lstm_study(few, "loss").axes[0]
+    assert "range (too few seeds for 95%)" in ax.get_title()
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    """A driver killed outright (SIGKILL) must not leave worker processes training on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "st"
+    argv = [sys.executable, "-m", "lstm_numba", "accuracy", *TINY, "--tasks", "lm", "--seeds", "40",
+            "--iterations", "400", "--jobs", "2", "--out", str(out)]
+    p = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        children: list = []
+        while time.time() < deadline and len(children) < 2:  # the two workers have started
+            time.sleep(0.2)
+            children = [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert len(children) >= 2
+    deadline = time.time() + 20
+    alive = children
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [c for c in alive if Path(f"/proc/{c}").exists()
+                 and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]]
+    for c in alive:
+        os.kill(c, signal.SIGKILL)
+    assert not alive, "workers outlived their driver"

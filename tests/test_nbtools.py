@@ -49,3 +49,25 @@ def test_environment_variable_points_elsewhere(tmp_path, monkeypatch):
 def test_unknown_kind():
     with pytest.raises(UsageError, match="unknown kind"):
         nbtools.locate("nope")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--help-me"], "unrecognized arguments"),
+    (["nosuch.ipynb"], "not a notebook file"),
+    (["README.md"], "not a notebook file"),
+])
+def test_nbrun_bad_input_one_line_exit_2(capsys, argv, fragment):
+    from mathbench import nbrun
+
+    assert nbrun.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and fragment in err
+
+
+def test_nbrun_malformed_notebook(tmp_path, capsys):
+    from mathbench import nbrun
+
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text('{"cells": [')  # cut off
+    assert nbrun.main([str(bad)]) == 2
+    assert "not a readable notebook" in capsys.readouterr().err
