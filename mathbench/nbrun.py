@@ -2,6 +2,7 @@
 fails. The tox environment ``notebooks`` runs this against the committed reference runs."""
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -26,13 +27,8 @@ def _run(paths: list[Path], timeout: int, config) -> int:
     import nbformat
 
     failed = 0
-    from .errors import UsageError
-
     for path in paths:
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception as e:  # nbformat raises its own and JSON errors for a malformed file
-            raise UsageError(f"{path}: not a readable notebook ({type(e).__name__})") from None
+        nb = nbformat.read(path, as_version=4)
         t0 = time.perf_counter()
         try:
             nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
@@ -63,6 +59,20 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{path}: not a notebook file (.ipynb)")
     if args.timeout < 1:
         raise UsageError(f"--timeout {args.timeout}: must be positive")
+    for path in paths:  # every file checked before anything runs, with the standard library only
+        try:
+            ok = isinstance(json.loads(path.read_text(encoding="utf-8")).get("cells"), list)
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise UsageError(f"{path}: not a readable notebook (not notebook JSON with a list of cells)")
+    try:
+        import nbclient  # noqa: F401
+        import nbformat  # noqa: F401
+        import traitlets  # noqa: F401
+    except ImportError as e:
+        raise UsageError(f"running notebooks needs Jupyter ({e.name} is missing): pip install -e '.[notebooks]'") \
+            from None
     return run(paths, args.timeout)
 
 

@@ -71,3 +71,15 @@ def test_nbrun_malformed_notebook(tmp_path, capsys):
     bad.write_text('{"cells": [')  # cut off
     assert nbrun.main([str(bad)]) == 2
     assert "not a readable notebook" in capsys.readouterr().err
+
+
+def test_nbrun_without_jupyter_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from mathbench import nbrun
+
+    good = tmp_path / "ok.ipynb"
+    good.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    monkeypatch.setitem(sys.modules, "nbclient", None)  # import nbclient -> ImportError
+    assert nbrun.main([str(good)]) == 2
+    assert "pip install -e '.[notebooks]'" in capsys.readouterr().err

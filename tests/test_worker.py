@@ -169,8 +169,12 @@ def test_ctrl_c_while_a_worker_times(tmp_path):
     import time
 
     args = [a for a in TINY if a != "--no-progress"] + ["--budget", "30", "--samples", "1000", "--out", str(tmp_path / "r")]
+    # a terminal's Ctrl-C reaches a process whose SIGINT is at its default; a test started from a
+    # background job (nohup cmd &) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: restore the default so the test sees what a user's terminal does
     proc = subprocess.Popen([sys.executable, "-m", "mathbench", *args], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stderr:  # plain progress lines: stderr is a pipe
             if line.startswith("timing 1/1: start"):
