@@ -1154,6 +1154,25 @@ def _c_writable(a: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
+def matmul_flops(config: ModelConfig, T: int, B: int) -> dict:
+    """Floating-point operations (2 per multiply-add) of the matrix products the kernels above run
+    for a batch of shape (T, B): ``{"forward": ..., "train": forward + backward}``. The element-wise
+    loops, the LM's embedding gather/scatter and the optimizer are not counted: this is the work a
+    GEMM library could do, the figure an efficiency against plain sgemm is about."""
+    H, L, F, V = config.hidden, config.layers, config.n_in, config.n_out
+    G = 4 * H
+    lm = config.task == "lm"
+    seq = 2 * T * B * G * H  # one (T*B) x H by H x 4H product: recurrent, or a layer-above input
+    fwd = L * seq + (L - 1) * seq  # recurrence per layer; input projections of layers above 0
+    fwd += 0 if lm else 2 * T * B * G * F  # layer 0: the LM gathers rows, classify multiplies
+    fwd += 2 * T * B * H * V if lm else 2 * B * H  # head
+    bwd = L * (2 * (T - 1) * B * G * H + seq)  # dh_{t-1} = da_t W_hh (t >= 1), dW_hh
+    bwd += (L - 1) * 2 * seq  # dW_ih and the gradient for the layer below, layers above 0
+    bwd += 0 if lm else 2 * T * B * G * F  # dW_ih of layer 0 (the LM scatters)
+    bwd += 2 * (2 * T * B * H * V) if lm else 2 * (2 * B * H)  # dW_out and dh of the head
+    return {"forward": fwd, "train": fwd + bwd}
+
+
 def compile_model(config: ModelConfig) -> float:
     """Seconds to compile (or load from cache) every kernel ``config`` uses."""
     return Model(config).compile()

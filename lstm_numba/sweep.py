@@ -69,7 +69,7 @@ from . import data as D
 from . import optim, peers
 # Importing the model loads SciPy's BLAS now, before any thread limit is set, so every limit
 # below reaches it (a library loaded inside a threadpool_limits block keeps its default).
-from .model import LOOPS, Model, ModelConfig, loop_facts
+from .model import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
 from .optim import Adam
 
 KIND = "lstm"
@@ -110,6 +110,9 @@ COLUMNS = [
     "speedup_train", "speedup_train_lo", "speedup_train_hi",
     "speedup_latency", "speedup_latency_lo", "speedup_latency_hi",
     "speedup_throughput", "speedup_throughput_lo", "speedup_throughput_hi",
+    # matrix-product GFLOP/s of the training step (model.matmul_flops / train_step_s), and of one
+    # plain square GEMM with the same FLOPs at the row's thread count, timed in the same run
+    "train_gflops", "sgemm_gflops", "sgemm_n", "gemm_efficiency",
     # Numba rows: time(torch peer) / time(this row), paired (> 1: faster than torch)
     "vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi",
     "vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi",
@@ -728,10 +731,35 @@ def _measure(s, c, ds, vs, compile_s, on_repeat, facts) -> list[dict]:
     for v in vs:
         tracks[v].threads = thread_cols
     refs = reference_scores(ds, c, eval_set)
-    return _rows(s, c, ds, vs, tracks, compile_s, params_count, time.perf_counter() - t_start, refs, facts)
+    flops = matmul_flops(model_config(c, vs[0], ds, s.seed), s.seq_len, s.batch)["train"]
+    gemm = sgemm_reference(flops, c.dtype, c.threads)
+    return _rows(s, c, ds, vs, tracks, compile_s, params_count, time.perf_counter() - t_start, refs, facts,
+                 (flops, *gemm))
 
 
-def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall, refs, facts) -> list[dict]:
+def sgemm_reference(flops: int, dtype: str, n_threads: int, rounds: int = 7) -> tuple[float, int]:
+    """(GFLOP/s, n) of one square n x n x n GEMM with about ``flops`` operations (2 n^3), through
+    NumPy's BLAS at ``n_threads`` threads: the speed the same work reaches as one well-shaped
+    matrix product on this machine. Median of ``rounds`` calls after one warm-up."""
+    from threadpoolctl import threadpool_limits
+
+    n = max(8, round((flops / 2) ** (1 / 3)))
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    out = np.empty((n, n), dtype)
+    times = []
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        np.dot(a, b, out=out)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            np.dot(a, b, out=out)
+            times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9, n
+
+
+def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall, refs, facts,
+          gemm: tuple = (None, math.nan, None)) -> list[dict]:
+    """``gemm``: (the training step's matrix-product FLOPs, sgemm_reference's GFLOP/s and n)."""
     base = next(v for v in vs if v.backend == "numba")  # the first pair (validate: BASELINE)
     code = code_version(s)
     torch_v = next((v for v in vs if v.backend == "torch"), None)
@@ -763,6 +791,11 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
         thr = s.eval_batch / np.asarray(tr.thr)
         m, lo, hi = _summ(thr)
         _put(row, ("throughput_seq_per_s", "throughput_lo", "throughput_hi"), (m, lo, hi))
+        flops, sg, sg_n = gemm
+        if flops and row["train_step_s"] > 0:
+            row["train_gflops"] = flops / row["train_step_s"] / 1e9
+            row["sgemm_gflops"], row["sgemm_n"] = sg, sg_n
+            row["gemm_efficiency"] = row["train_gflops"] / sg
         _put(row, ("speedup_train", "speedup_train_lo", "speedup_train_hi"), _ratio(bt.step, tr.step))
         _put(row, ("speedup_latency", "speedup_latency_lo", "speedup_latency_hi"), _ratio(bt.lat, tr.lat))
         _put(row, ("speedup_throughput", "speedup_throughput_lo", "speedup_throughput_hi"),
@@ -1102,6 +1135,7 @@ def summary(df, config_ids: Optional[list] = None) -> str:
         lines += _loop_table(recs)
         if has_torch:
             lines += _torch_lines(recs, tk)
+        lines += _gemm_lines(recs)
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -1157,6 +1191,16 @@ def _torch_lines(recs: list[dict], kind: str) -> list[str]:
                        f"train {_ci(r, 'vs_torch_train', 'vs_torch_train_lo', 'vs_torch_train_hi', kind=kind)}, "
                        f"predict {_ci(r, 'vs_torch_latency', 'vs_torch_latency_lo', 'vs_torch_latency_hi', kind=kind)}")
     return ["torch peer (> 1: Numba faster):"] + out if out else []
+
+
+def _gemm_lines(recs: list[dict]) -> list[str]:
+    """The baseline's matrix-product GFLOP/s against one plain GEMM of the same FLOPs."""
+    out = []
+    for r in recs:
+        if str(r["baseline"]) == "True" and _fmt(r.get("gemm_efficiency")) != "-":
+            out.append(f"  L{r['layers']} H{r['hidden']} t{r['threads']}: {r['train_gflops']:.1f} of "
+                       f"{r['sgemm_gflops']:.1f} GFLOP/s ({r['gemm_efficiency']:.0%}; sgemm n={int(r['sgemm_n'])})")
+    return ["training step's matrix products against one sgemm of the same FLOPs (baseline):"] + out if out else []
 
 
 def status(df, meta: dict) -> list[str]:
