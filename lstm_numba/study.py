@@ -157,8 +157,9 @@ def parts(ds, task: str, seq_len: int) -> tuple:
 
 
 def test_baselines(ds, task: str, seq_len: int) -> dict:
-    """The trivial baselines on exactly the test data ``train.evaluate`` scores, fit on the
-    training part (validation excluded)."""
+    """The trivial baselines on the test data ``train.evaluate`` scores (for text: every
+    consecutive pair of the test text; ``evaluate`` splits it into 16 streams and so scores all but
+    a few of those pairs), fit on the training part (validation excluded)."""
     if task == "lm":
         return BL.text(ds.fit, ds.test[:-1], ds.test[1:], ds.n_vocab)
     ends = ds.test_ends(seq_len)
