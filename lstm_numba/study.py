@@ -317,12 +317,16 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
                 bar.update(1)
                 bar.set_postfix_str(f"{u.task} L{u.layers} H{u.hidden} seed {u.seed}")
 
-        if s.jobs == 1 or len(todo) <= 1:
-            with threads.limit(1, blas=1):
-                for u, uid in todo:
-                    write(u, run_unit(s, u, datasets[u.task], uid, code))
-        else:
-            _run_pool(s, todo, code, write)
+        try:
+            if s.jobs == 1 or len(todo) <= 1:
+                with threads.limit(1, blas=1):
+                    for u, uid in todo:
+                        write(u, run_unit(s, u, datasets[u.task], uid, code))
+            else:
+                _run_pool(s, todo, code, write)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"interrupted; the finished seeds are in {run_dir}: run again with "
+                                    f"--out {run_dir} to resume") from None
     if bar:
         bar.close()
     sess = meta["sessions"][-1]

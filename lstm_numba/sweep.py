@@ -917,6 +917,29 @@ def check_code_version(meta: dict, code: str, resume_anyway: bool) -> None:
                      "or --resume-anyway to mix them")
 
 
+def _measure_all(s, todo, datasets, vs, compile_s, facts, bar, writer) -> None:
+    """Compile and measure every configuration still to do, writing each one's rows as it ends."""
+    for c, _ in todo:
+        ds = datasets[c.task]
+        if bar:
+            bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
+        for v in vs:  # JIT before any timing; once per kernel set in this process
+            key = (c.task, c.dtype, c.threads > 1, v)
+            if key not in compile_s:
+                if bar:
+                    bar.set_postfix_str(f"compiling {v.label} {c.task} {c.dtype} t{c.threads}")
+                with config_threads(c.threads):
+                    compile_s[key] = compile_variant(c, v, ds, s)
+                    if v.backend == "numba":  # read from the assembly, not timed
+                        facts[key] = loop_facts(model_config(c, v, ds, s.seed))
+        if bar:
+            bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
+        rows = measure_config(s, c, ds, vs, compile_s, on_repeat=(lambda: bar.update(1)) if bar else None,
+                              facts=facts)
+        for row in rows:  # all rows of a configuration together, each flushed
+            writer.write(row)
+
+
 def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
         resume_anyway: bool = False) -> tuple[Path, list, dict]:
     """Run (or resume) the sweep into a run folder; returns (folder, config ids of this plan,
@@ -959,25 +982,11 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     bar = progress_factory(total=len(plan) * s.repeats, initial=(len(plan) - len(todo)) * s.repeats,
                            desc="lstm sweep", unit="repeat") if progress_factory else None
     with runs.ResultsWriter(run_dir, COLUMNS) as writer:
-        for c, cid in todo:
-            ds = datasets[c.task]
-            if bar:
-                bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
-            for v in vs:  # JIT before any timing; once per kernel set in this process
-                key = (c.task, c.dtype, c.threads > 1, v)
-                if key not in compile_s:
-                    if bar:
-                        bar.set_postfix_str(f"compiling {v.label} {c.task} {c.dtype} t{c.threads}")
-                    with config_threads(c.threads):
-                        compile_s[key] = compile_variant(c, v, ds, s)
-                        if v.backend == "numba":  # read from the assembly, not timed
-                            facts[key] = loop_facts(model_config(c, v, ds, s.seed))
-            if bar:
-                bar.set_postfix_str(f"{c.task} L{c.layers} H{c.hidden} {c.dtype} t{c.threads}")
-            rows = measure_config(s, c, ds, vs, compile_s, on_repeat=(lambda: bar.update(1)) if bar else None,
-                                  facts=facts)
-            for row in rows:  # all rows of a configuration together, each flushed
-                writer.write(row)
+        try:
+            _measure_all(s, todo, datasets, vs, compile_s, facts, bar, writer)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"interrupted; the finished configurations are in {run_dir}: run again with "
+                                    f"--out {run_dir} to resume") from None
     if bar:
         bar.close()
     sess = meta["sessions"][-1]

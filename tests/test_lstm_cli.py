@@ -140,7 +140,7 @@ def test_resume_after_interrupt_redoes_only_unfinished(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(sweep, "measure_config", interrupted)
     code, _, err = run([*TINY, "--out", out], capsys)
-    assert code == 130 and "resume" in err
+    assert code == 130 and f"run again with --out {out} to resume" in err  # names the folder
     assert len(rows(out)) == 2  # the finished configuration only; nothing of the second
     monkeypatch.setattr(sweep, "measure_config", real)
     counted = []

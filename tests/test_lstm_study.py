@@ -228,6 +228,23 @@ def test_report_says_incomplete(tmp_path, capsys):
     assert code == 0 and "incomplete: 1 of 2 units" in text
 
 
+def test_ctrl_c_keeps_finished_seeds_and_names_the_folder(tmp_path, capsys, monkeypatch):
+    real, calls = study.run_unit, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second seed trains
+        return real(*a, **kw)
+
+    monkeypatch.setattr(study, "run_unit", interrupted)
+    out = tmp_path / "st"
+    code, _, err = run([*TINY, "--tasks", "lm", "--out", out], capsys)
+    assert code == 130 and err.strip().splitlines() == [err.strip()]
+    assert f"run again with --out {out} to resume" in err
+    assert len(pd.read_csv(out / runs.RESULTS)) == 2  # the first seed's pair, whole
+
+
 def test_resume_refuses_other_code(tmp_path, capsys, monkeypatch):
     out = tmp_path / "st"
     assert run([*TINY, "--tasks", "lm", "--out", out], capsys)[0] == 0
