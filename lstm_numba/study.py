@@ -26,7 +26,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -83,9 +83,7 @@ class Settings:
     occupancy_test: Optional[str] = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["pairs"] = [f"{c}/{g}" for c, g in self.pairs]
-        return d
+        return sweep.settings_dict(self)
 
 
 def quick_settings() -> Settings:
@@ -130,19 +128,13 @@ def unit_id(s: Settings, u: Unit, ds) -> str:
                      ",".join(f"{a}/{b}" for a, b in s.pairs), ds.fingerprint, f"seed{u.seed}"])
 
 
-_CODE_VERSIONS: dict = {}
-
-
 def code_version(s: Settings) -> str:
-    """The sweep's code version inputs (model, data, activations of the pairs...) plus this module
-    and the training loop."""
-    key = tuple(s.pairs)
-    if key not in _CODE_VERSIONS:
-        import importlib
+    """The sweep's code version (model, data, activations of the pairs...) with this module and the
+    training loop added."""
+    import importlib
 
-        train_mod = importlib.import_module(f"{__package__}.train")
-        _CODE_VERSIONS[key] = sweep.hash_files(sweep.code_files(s.pairs) | {__file__, train_mod.__file__})
-    return _CODE_VERSIONS[key]
+    train_mod = importlib.import_module(f"{__package__}.train")
+    return sweep.code_version(s, (__file__, train_mod.__file__))
 
 
 # ============================================================================================
@@ -173,12 +165,10 @@ def _ref_columns(task: str, refs: dict) -> dict:
             "ref_threshold_acc": refs["threshold"]["accuracy"], "ref_threshold_f1": refs["threshold"]["f1"]}
 
 
-def _model_config(s: Settings, u: Unit, cell: str, gate: str, ds):
-    from .model import ModelConfig
-
-    kw = dict(vocab_size=ds.n_vocab) if u.task == "lm" else dict(n_features=D.SensorData.n_features)
-    return ModelConfig(u.task, hidden=u.hidden, layers=u.layers, cell=cell, gate=gate, dtype=u.dtype,
-                       parallel=False, seed=u.seed, **kw)
+def _model_config(u: Unit, cell: str, gate: str, ds):
+    """The sweep's model configuration of this shape and pair, serial (one thread per unit)."""
+    return sweep.model_config(sweep.Config(u.task, u.layers, u.hidden, u.dtype, 1), sweep.Variant("numba", cell, gate),
+                              ds, u.seed)
 
 
 def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
@@ -194,7 +184,7 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
                         seed=u.seed, eval_every=s.val_every, patience=s.patience)
     rows = []
     for k, (cell, gate) in enumerate(s.pairs):
-        model = Model(_model_config(s, u, cell, gate, ds))
+        model = Model(_model_config(u, cell, gate, ds))
         t0 = time.perf_counter()
         q = {"loss": math.nan, "accuracy": math.nan, "f1": math.nan}
         diverged = False
@@ -350,7 +340,7 @@ def _compile(s: Settings, todo: list, datasets: dict) -> dict:
         for cell, gate in s.pairs:
             key = f"{u.task} {u.dtype} {cell}/{gate}"
             if key not in out:
-                out[key] = Model(_model_config(s, u, cell, gate, datasets[u.task])).compile()
+                out[key] = Model(_model_config(u, cell, gate, datasets[u.task])).compile()
     return out
 
 
@@ -381,10 +371,6 @@ def _run_pool(s: Settings, todo: list, code: str, write) -> None:
 
 # ============================================================================================
 # the comparison (reads results.csv only)
-
-
-def _finite(x) -> np.ndarray:
-    return np.asarray(x, dtype=float)
 
 
 def median_interval(d: np.ndarray) -> tuple[float, float, float, str]:
@@ -444,8 +430,8 @@ def comparisons(df) -> "pd.DataFrame":
             for metric, better in METRICS.items():
                 if metric not in g or g[metric].isna().all():
                     continue
-                b = _finite(base.loc[both, metric])
-                v = _finite(c.loc[both, metric])
+                b = np.asarray(base.loc[both, metric], dtype=float)
+                v = np.asarray(c.loc[both, metric], dtype=float)
                 keep = np.isfinite(b) & np.isfinite(v)
                 d = v[keep] - b[keep]
                 mid, lo, hi, kind = median_interval(d)

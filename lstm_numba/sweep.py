@@ -171,9 +171,14 @@ class Settings:
     occupancy_test: Optional[str] = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["pairs"] = [f"{c}/{g}" for c, g in self.pairs]
-        return d
+        return settings_dict(self)
+
+
+def settings_dict(s) -> dict:
+    """A settings dataclass (the sweep's or the accuracy study's) as metadata: pairs as CELL/GATE."""
+    d = asdict(s)
+    d["pairs"] = [f"{c}/{g}" for c, g in s.pairs]
+    return d
 
 
 def quick_settings() -> Settings:
@@ -371,13 +376,13 @@ def hash_files(files) -> str:
 _CODE_VERSIONS: dict = {}
 
 
-def code_version(s: Settings) -> str:
-    """``hash_files(code_files(pairs))``: a resumed run must not silently mix rows measured by
-    different code. Computed once per process: the code that runs is the code imported, whatever
-    happens to the files later."""
-    key = tuple(s.pairs)
+def code_version(s, extra: tuple = ()) -> str:
+    """``hash_files(code_files(pairs) | extra)``: a resumed run must not silently mix rows measured
+    by different code (``extra``: further sources, e.g. the accuracy study's). Computed once per
+    process: the code that runs is the code imported, whatever happens to the files later."""
+    key = (tuple(s.pairs), tuple(extra))
     if key not in _CODE_VERSIONS:
-        _CODE_VERSIONS[key] = hash_files(code_files(s.pairs))
+        _CODE_VERSIONS[key] = hash_files(code_files(s.pairs) | set(extra))
     return _CODE_VERSIONS[key]
 
 
