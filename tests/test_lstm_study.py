@@ -346,3 +346,15 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path):
     for c in alive:
         os.kill(c, signal.SIGKILL)
     assert not alive, "workers outlived their driver"
+
+
+@pytest.mark.parametrize("kind, fragment", [(study.KIND, "no unit_id column; not an LSTM accuracy study"),
+                                            (sweep.KIND, "no config_id column; not an LSTM sweep")])
+def test_report_on_a_results_file_of_the_wrong_shape(tmp_path, capsys, kind, fragment):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / runs.METADATA).write_text(json.dumps({"kind": kind}))
+    (run_dir / runs.RESULTS).write_text("a,b\n1,2\n")
+    assert cli.main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and fragment in err
