@@ -55,9 +55,11 @@ tasks:
 
 subcommands:
   lstm_numba [sweep] [options]   the sweep (this help)
-  lstm_numba report RUN          print the summary of an earlier run folder (sweep or accuracy)
+  lstm_numba report RUN          print the summary of an earlier run folder (sweep, accuracy, vs-torch)
   lstm_numba accuracy [options]  the accuracy study: trained to the validation optimum, >= 10 paired
                                  seeds, paired tests (see accuracy -h)
+  lstm_numba vs-torch [options]  Numba LSTM against torch.nn.LSTM, training step and inference, over
+                                 hidden x batch x layers x threads, one process per pass (needs torch)
   lstm_numba train --save M.npz  train one model and save it (see train -h)
   lstm_numba generate M.npz      sample text from a saved language model
   lstm_numba predict M.npz       held-out metrics of a saved model on the data it was trained on
@@ -257,6 +259,13 @@ def main_report(argv: list[str]) -> int:
     args = p.parse_args(argv)
     df, meta = runs.load_run(args.run)
     kind = meta.get("kind")
+    from . import versus
+
+    if kind == versus.KIND:
+        if "unit_id" not in df.columns or "train_ratio" not in df.columns:
+            raise UsageError(f"{args.run}/{runs.RESULTS} lacks the vs-torch columns; not a vs-torch run")
+        print(versus.report(Path(args.run)))
+        return 0
     if kind == study.KIND:
         if "unit_id" not in df.columns:
             raise UsageError(f"{args.run}/{runs.RESULTS} has no unit_id column; not an LSTM accuracy study")
@@ -712,10 +721,53 @@ def _recorded_train_series(meta: dict):
         return None
 
 
+# --------------------------------------------------------------------------------------------
+# vs-torch: the Numba LSTM against torch.nn.LSTM over a grid of shapes (lstm_numba.versus)
+
+
+def _versus_parser() -> argparse.ArgumentParser:
+    from . import versus
+
+    d = versus.Settings()
+    p = ArgumentParser(prog=f"{PROG} vs-torch", formatter_class=_DefaultsFormatter,
+                       description=versus.__doc__.split("\n\n")[0].replace("``", "") + " " +
+                       "Training step (forward, backward, Adam) and inference, paired and interleaved at equal "
+                       "thread counts and weights; each pass over the grid runs in its own process; the summary "
+                       "gives the median of the passes and their range. Needs the peers extra (torch).")
+    def ints(what):
+        return lambda text: positive_ints(text, what)
+
+    p.add_argument("--hidden", type=ints("hidden"), default=d.hidden, help="hidden sizes, comma-separated (default 64,128,256,512)")
+    p.add_argument("--batch", type=ints("batch"), default=d.batch, help="batch sizes, comma-separated (default 1,4,16,64)")
+    p.add_argument("--layers", type=ints("layers"), default=d.layers, help="layer counts, comma-separated (default 1,2)")
+    p.add_argument("--threads", type=ints("threads"), default=d.threads, help="thread counts, comma-separated (default 1,2)")
+    p.add_argument("--seq-len", type=int, default=d.seq_len, help="sequence length T")
+    p.add_argument("--passes", type=int, default=d.passes, help="passes over the grid, each in a fresh process")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved timing rounds per pair and pass")
+    p.add_argument("--sample-time", type=float, default=d.sample_time, help="seconds per candidate per round "
+                   "(at least one call)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: a new one under results/runs); an unfinished "
+                   "one resumes")
+    p.add_argument("--resume-anyway", action="store_true", help="resume a folder measured by other code")
+    return p
+
+
+def main_versus(argv: list[str]) -> int:
+    from . import versus
+
+    args = _versus_parser().parse_args(argv)
+    s = versus.Settings(hidden=args.hidden, batch=args.batch, layers=args.layers, threads=args.threads,
+                        seq_len=args.seq_len, passes=args.passes, rounds=args.rounds, sample_time=args.sample_time)
+    run_dir, session = versus.run(s, args.out, argv, args.resume_anyway)
+    print(versus.report(run_dir))
+    print(f"\n{session['wall_seconds']:.0f} s; results: {run_dir}/{runs.RESULTS}, {versus.SUMMARY} and {runs.METADATA}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     sub = {"report": main_report, "train": main_train, "generate": main_generate, "predict": main_predict,
-           "accuracy": main_accuracy}
+           "accuracy": main_accuracy, "vs-torch": main_versus}
     if argv and argv[0] in sub:
         return run_cli(sub[argv[0]], argv[1:], prog=f"{PROG} {argv[0]}")
     if argv and argv[0] == "sweep":

@@ -32,6 +32,13 @@ dtype="float32", parallel=False, seed=0, forget_bias=1.0)``
     ``.loss_and_grads(inputs, targets, state=None) -> (loss, grads)``
     ``.outputs()`` probabilities of the last forward: LM (T, B, V) softmax, classify (B,)
         sigmoid (views, overwritten by the next call of the same shape).
+    ``.predict(inputs, state=None, validate=True)`` probabilities by the forward-only route (no
+        stored activations: one layer's buffers reused for every layer); ``outputs``,
+        ``hidden`` and ``final_state`` then refer to it.
+    ``.plan(T, B, train=True) -> Plan`` how batches of that shape run (``Plan``: tiled or BLAS
+        per-timestep products, serial or parallel by hidden units or batch rows), measured once
+        per machine by ``tune_plan`` and cached (``lstm-plans.json`` in the kernel cache);
+        ``.use_plan(plan)`` fixes one for every shape (None: measure).
     ``.hidden()`` top-layer h of the last forward, (T, B, H).
     ``.final_state() -> (h, c)`` copies, each (L, B, H), to carry across TBPTT chunks.
     ``.prepare(T, B)`` allocates the buffers for that batch shape now (not inside a timing).
@@ -42,8 +49,10 @@ dtype="float32", parallel=False, seed=0, forget_bias=1.0)``
 ``loop_facts(config) -> {loop: {"vectorized", "simd_bits", "libm_calls"}}`` for the gate forward,
     cell forward, backward and head loops (``LOOPS``), read from their compiled assembly.
 
-The parallel variant (``parallel=True``) splits every timestep's hidden units, the big matrix
-products and the optimizer into ``numba.get_num_threads()`` chunks inside ``prange``; it calls
+The parallel variant (``parallel=True``) splits every timestep's hidden units (or batch rows, as
+the measured plan says; below the measured crossover a parallel model runs the serial kernels),
+the big matrix products and the optimizer into ``numba.get_num_threads()`` chunks inside
+``prange``; it calls
 BLAS from worker threads, so the caller must limit BLAS to one thread (``train.thread_limits``;
 ``train.train`` does it). The serial variant never starts Numba's thread pool.
 
@@ -75,8 +84,11 @@ layer); only h @ W_hh^T (forward) and da @ W_hh (backward) run per timestep.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -98,8 +110,8 @@ from mathbench.scalars import tanh_libm as CELL_F
 from mathbench.simd import _log1p_unit as log1p_unit  # log(1 + u) on [0, 1], vectorizable
 from mathbench.simd import exp_core
 
-__all__ = ["ModelConfig", "Params", "Model", "init_params", "compile_model", "loop_facts", "LOOPS", "TASKS",
-           "DTYPES"]
+__all__ = ["ModelConfig", "Params", "Model", "Plan", "init_params", "compile_model", "loop_facts", "tune_plan",
+           "LOOPS", "TASKS", "DTYPES"]
 
 TASKS = ("lm", "classify")
 DTYPES = ("float32", "float64")
@@ -116,6 +128,10 @@ def pkernel(fn):  # generated modules: njit(parallel=<variant>, **JIT_OPTIONS)
     return fn
 
 
+def dotkernel(fn):  # generated modules: njit(fastmath=DOT_FASTMATH, **JIT_OPTIONS)
+    return fn
+
+
 def headkernel(fn):  # generated modules: njit(fastmath=HEAD_FASTMATH, **JIT_OPTIONS)
     return fn
 
@@ -123,6 +139,9 @@ def headkernel(fn):  # generated modules: njit(fastmath=HEAD_FASTMATH, **JIT_OPT
 # The heads' loops inline mathbench.simd's exp/log1p at Numba IR level, where they take the
 # loop's flags: FMA contraction is what their accuracy bounds were measured with.
 HEAD_FASTMATH = frozenset({"contract"})
+# The tiled recurrent products sum in registers: reassociation lets each dot product use SIMD
+# partial sums (as any BLAS does), contraction makes them FMAs.
+DOT_FASTMATH = frozenset({"contract", "nsz", "reassoc"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,9 +335,8 @@ def init_params(config: ModelConfig) -> Params:
 #                     outputs i, f, g, o (what the backward pass differentiates via *_DY)
 #   Hs[l] (T+1, B, H) Hs[l][0] = initial h, Hs[l][t+1] = h_t;  Cs[l] likewise for c
 #   TC[l] (T, B, H)   CELL(c_t)
-# rT (4H, B) holds the forward's per-timestep W_hh @ h_{t-1} transposed, so that any split of
-# the hidden units is a contiguous row block of W_hh and of rT (one BLAS call per block, no
-# copies); dhT (H, B) the serial backward's W_hh^T @ da_{t+1}.
+# R (B, 4H) holds the forward's per-timestep h_{t-1} @ W_hh^T, gate pre-activations contiguous
+# per batch row like Z; tmp (B, H) the BLAS backward's da_{t+1} @ W_hh before it is added.
 
 
 @kernel
@@ -409,31 +427,44 @@ def column_sums(A, out):
 
 
 @kernel
-def gather_input(idx, W_ih0, b1, b2, Z0):
-    """LM layer 0: Z0[t, b] = W_ih0[:, idx[t, b]] + b1 + b2 (one-hot input as a column lookup)."""
+def gather_input(idx, W_ih0, b1, b2, Z0, emb):
+    """LM layer 0: Z0[t, b] = W_ih0[:, idx[t, b]] + b1 + b2 (one-hot input as a column lookup).
+    The columns plus biases are packed first as the rows of ``emb`` (V, 4H), so every lookup is a
+    contiguous row copy (reading a column of W_ih0 directly strides by V)."""
     T, B, M = Z0.shape
+    V = W_ih0.shape[1]
+    for m in range(M):
+        w = W_ih0[m]
+        bias = b1[m] + b2[m]
+        for v in range(V):
+            emb[v, m] = w[v] + bias
     for t in range(T):
         for b in range(B):
-            col = idx[t, b]
+            src = emb[idx[t, b]]
             z = Z0[t, b]
             for m in range(M):
-                z[m] = W_ih0[m, col] + b1[m] + b2[m]
+                z[m] = src[m]
 
 
 @kernel
-def scatter_input(idx, dG, gW_ih0):
-    """LM layer 0 weight gradient: gW_ih0[:, idx[t, b]] += dG[t, b] (zeroed first)."""
+def scatter_input(idx, dG, gW_ih0, emb):
+    """LM layer 0 weight gradient: gW_ih0[:, idx[t, b]] += dG[t, b] (zeroed first), summed as the
+    rows of ``emb`` (V, 4H) (contiguous adds) and transposed once at the end."""
     T, B, M = dG.shape
     V = gW_ih0.shape[1]
-    for m in range(M):
-        for v in range(V):
-            gW_ih0[m, v] = 0
+    for v in range(V):
+        for m in range(M):
+            emb[v, m] = 0
     for t in range(T):
         for b in range(B):
-            col = idx[t, b]
             d = dG[t, b]
+            e = emb[idx[t, b]]
             for m in range(M):
-                gW_ih0[m, col] += d[m]
+                e[m] += d[m]
+    for m in range(M):
+        g = gW_ih0[m]
+        for v in range(V):
+            g[v] = emb[v, m]
 
 
 @kernel
@@ -443,15 +474,159 @@ def copy2(src, dst):
             dst[i, j] = src[i, j]
 
 
+# The per-timestep recurrent products are thin: (B x H) by (H x 4H) with B = the batch. OpenBLAS
+# runs such shapes at a fraction of its speed for some (H, B) (about 20 GFLOP/s at H 512, B 4, one
+# core, against 90 for the same FLOPs as one big GEMM), so each product has a tiled kernel beside
+# the BLAS call, and the model's plan (``Plan``, measured per batch shape by ``tune_plan``) picks.
+
+
+@dotkernel
+def rec_rows(W, X, out, r0, r1):
+    """out[b, j] = sum_k W[j, k] X[b, k] for the rows j in [r0, r1) of W and every row b of X
+    (forward: W = W_hh (4H x H), X = h (B x H), out (B x 4H) gate pre-activations per batch row).
+    Register tiles of 4 batch rows x 2 weight rows (then 2 x 4, 1 x 4): each weight row is read
+    once per 4 batch rows and every inner loop is a set of independent contiguous dot products."""
+    B, K = X.shape
+    zero = W.dtype.type(0)
+    b0 = 0
+    while b0 + 4 <= B:
+        x0, x1, x2, x3 = X[b0], X[b0 + 1], X[b0 + 2], X[b0 + 3]
+        o0, o1, o2, o3 = out[b0], out[b0 + 1], out[b0 + 2], out[b0 + 3]
+        j = r0
+        while j < r1:
+            w = W[j]
+            v = W[j + 1] if j + 1 < r1 else W[j]  # an odd last row is computed twice, stored once
+            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero
+            for k in range(K):
+                wk, vk = w[k], v[k]
+                e0, e1, e2, e3 = x0[k], x1[k], x2[k], x3[k]
+                a0 += wk * e0
+                a1 += wk * e1
+                a2 += wk * e2
+                a3 += wk * e3
+                c0 += vk * e0
+                c1 += vk * e1
+                c2 += vk * e2
+                c3 += vk * e3
+            o0[j], o1[j], o2[j], o3[j] = a0, a1, a2, a3
+            if j + 1 < r1:
+                o0[j + 1], o1[j + 1], o2[j + 1], o3[j + 1] = c0, c1, c2, c3
+            j += 2
+        b0 += 4
+    while b0 < B:  # 1 or 2 rows at a time, 4 weight rows
+        n = 2 if b0 + 2 <= B else 1
+        x0, x1 = X[b0], X[b0 + n - 1]
+        o0, o1 = out[b0], out[b0 + n - 1]
+        for j in range(r0, r1, 4):
+            q = min(4, r1 - j)
+            w0, w1, w2, w3 = W[j], W[j + min(1, q - 1)], W[j + min(2, q - 1)], W[j + q - 1]
+            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero
+            for k in range(K):
+                e0, e1 = x0[k], x1[k]
+                u0, u1, u2, u3 = w0[k], w1[k], w2[k], w3[k]
+                a0 += u0 * e0
+                a1 += u1 * e0
+                a2 += u2 * e0
+                a3 += u3 * e0
+                c0 += u0 * e1
+                c1 += u1 * e1
+                c2 += u2 * e1
+                c3 += u3 * e1
+            # rows past r1 repeat the last one and are not stored; the second batch row may be
+            # the first again (n == 1) and is then stored over it with the same values
+            o1[j] = c0
+            o0[j] = a0
+            if q > 1:
+                o1[j + 1] = c1
+                o0[j + 1] = a1
+            if q > 2:
+                o1[j + 2] = c2
+                o0[j + 2] = a2
+            if q > 3:
+                o1[j + 3] = c3
+                o0[j + 3] = a3
+        b0 += n
+
+
+@dotkernel
+def rec_axpy(W, D, out, c0, c1):
+    """out[b, c] += sum_r D[b, r] W[r, c] for the columns c in [c0, c1) (backward: W = W_hh
+    (4H x H), D = da (B x 4H), out = dL/dh (B x H)). Row-by-row axpys over contiguous slices of W,
+    4 weight rows x 4 batch rows per pass (then 4 x 1): each weight row is read once per 4 batch
+    rows, each output element is loaded and stored once per 4 weight rows, and no transposed copy
+    of W is needed. The summation order within an element is fixed (no reassociation needed)."""
+    B = D.shape[0]
+    G = W.shape[0]
+    n = c1 - c0
+    G4 = G - G % 4
+    b0 = 0
+    while b0 + 4 <= B:
+        d0, d1, d2, d3 = D[b0], D[b0 + 1], D[b0 + 2], D[b0 + 3]
+        o0, o1, o2, o3 = out[b0][c0:c1], out[b0 + 1][c0:c1], out[b0 + 2][c0:c1], out[b0 + 3][c0:c1]
+        for j in range(0, G4, 4):
+            w0, w1, w2, w3 = W[j][c0:c1], W[j + 1][c0:c1], W[j + 2][c0:c1], W[j + 3][c0:c1]
+            p0, p1, p2, p3 = d0[j], d0[j + 1], d0[j + 2], d0[j + 3]
+            q0, q1, q2, q3 = d1[j], d1[j + 1], d1[j + 2], d1[j + 3]
+            r0, r1, r2, r3 = d2[j], d2[j + 1], d2[j + 2], d2[j + 3]
+            s0, s1, s2, s3 = d3[j], d3[j + 1], d3[j + 2], d3[j + 3]
+            for k in range(n):
+                u0, u1, u2, u3 = w0[k], w1[k], w2[k], w3[k]
+                o0[k] += p0 * u0 + p1 * u1 + p2 * u2 + p3 * u3
+                o1[k] += q0 * u0 + q1 * u1 + q2 * u2 + q3 * u3
+                o2[k] += r0 * u0 + r1 * u1 + r2 * u2 + r3 * u3
+                o3[k] += s0 * u0 + s1 * u1 + s2 * u2 + s3 * u3
+        for j in range(G4, G):
+            w = W[j][c0:c1]
+            p0, q0, r0, s0 = d0[j], d1[j], d2[j], d3[j]
+            for k in range(n):
+                o0[k] += p0 * w[k]
+                o1[k] += q0 * w[k]
+                o2[k] += r0 * w[k]
+                o3[k] += s0 * w[k]
+        b0 += 4
+    for b in range(b0, B):
+        d = D[b]
+        o = out[b][c0:c1]
+        for j in range(0, G4, 4):
+            w0, w1, w2, w3 = W[j][c0:c1], W[j + 1][c0:c1], W[j + 2][c0:c1], W[j + 3][c0:c1]
+            p0, p1, p2, p3 = d[j], d[j + 1], d[j + 2], d[j + 3]
+            for k in range(n):
+                o[k] += p0 * w0[k] + p1 * w1[k] + p2 * w2[k] + p3 * w3[k]
+        for j in range(G4, G):
+            w = W[j][c0:c1]
+            p0 = d[j]
+            for k in range(n):
+                o[k] += p0 * w[k]
+
+
 @kernel
-def add_vec_mat_cols(dst, g, W, j0, j1):
-    """dst[k] += sum_r g[r] W[r, j0 + k]: columns [j0, j1) of g @ W, as row-by-row axpys over
-    contiguous row slices (vectorizes without reassociation; no transposed copy of W)."""
-    for r in range(W.shape[0]):
-        gr = g[r]
-        row = W[r][j0:j1]
-        for k in range(dst.shape[0]):
-            dst[k] += gr * row[k]
+def recurrent_product(W, h, R, b0, b1, blas):
+    """R[b] = W @ h[b] for the batch rows [b0, b1) (all 4H rows of W): the tiled kernel, or
+    BLAS (gemv for one row, else sgemm with W transposed in the call, no copy)."""
+    if not blas:
+        rec_rows(W, h[b0:b1], R[b0:b1], 0, W.shape[0])
+    elif b1 - b0 == 1:
+        np.dot(W, h[b0], R[b0])
+    else:
+        np.dot(h[b0:b1], W.T, R[b0:b1])
+
+
+@kernel
+def recurrent_grad(W, D, dH, tmp, b0, b1, blas):
+    """dH[b] += D[b] @ W for the batch rows [b0, b1): the tiled axpy kernel, or BLAS into
+    ``tmp`` (B x H) and a contiguous add."""
+    if not blas:
+        rec_axpy(W, D[b0:b1], dH[b0:b1], 0, W.shape[1])
+        return
+    if b1 - b0 == 1:
+        np.dot(D[b0], W, tmp[b0])
+    else:
+        np.dot(D[b0:b1], W, tmp[b0:b1])
+    for b in range(b0, b1):
+        d = dH[b]
+        s = tmp[b]
+        for k in range(d.shape[0]):
+            d[k] += s[k]
 
 
 @headkernel
@@ -602,32 +777,21 @@ def adam_loop(p, g, m, v, s, step, b1, omb1, b2, omb2, eps, inv_sqrt_bc2):
 
 
 @kernel
-def add_column(dst, src, b):
-    """dst[k] += src[k, b] (a column of a transposed (rows, B) buffer); contiguous when B == 1."""
-    if src.shape[1] == 1:
-        s1 = src.reshape(src.shape[0])
-        for k in range(dst.shape[0]):
-            dst[k] += s1[k]
-    else:
-        for k in range(dst.shape[0]):
-            dst[k] += src[k, b]
-
-
-@kernel
-def gate_forward_loop(i, f, o, gp):
-    """i, f, o <- GATE(i, f, o): the gate activations of one batch row, in place. Its own loop
-    (and function) so that its vectorization is reported apart from the cell's (``loop_facts``)."""
+def gate_forward_loop(i, f, o, ri, rf, ro, gp):
+    """i, f, o <- GATE(i + ri, f + rf, o + ro): input and recurrent parts summed and the gate
+    activations applied, for one batch row, in place. Its own loop (and function) so that its
+    vectorization is reported apart from the cell's (``loop_facts``)."""
     for k in range(i.shape[0]):
-        i[k] = GATE_F(i[k], gp)
-        f[k] = GATE_F(f[k], gp)
-        o[k] = GATE_F(o[k], gp)
+        i[k] = GATE_F(i[k] + ri[k], gp)
+        f[k] = GATE_F(f[k] + rf[k], gp)
+        o[k] = GATE_F(o[k] + ro[k], gp)
 
 
 @kernel
-def cell_forward_loop(i, f, g, o, cprev, cnew, tc, hnew, cp):
-    """g <- CELL(g), c' = f c + i g, CELL(c'), h' = o CELL(c') for one batch row (gates done)."""
+def cell_forward_loop(i, f, g, o, rg, cprev, cnew, tc, hnew, cp):
+    """g <- CELL(g + rg), c' = f c + i g, CELL(c'), h' = o CELL(c') for one batch row (gates done)."""
     for k in range(g.shape[0]):
-        gk = CELL_F(g[k], cp)
+        gk = CELL_F(g[k] + rg[k], cp)
         cc = f[k] * cprev[k] + i[k] * gk
         t = CELL_F(cc, cp)
         g[k] = gk
@@ -637,25 +801,47 @@ def cell_forward_loop(i, f, g, o, cprev, cnew, tc, hnew, cp):
 
 
 @kernel
-def cell_forward_units(z, rT, cprev, cnew, hnew, tc, j0, j1, cp, gp):
-    """One timestep for hidden units [j0, j1) of every batch row.
+def cell_forward_block(z, R, cprev, cnew, hnew, tc, b0, b1, j0, j1, cp, gp):
+    """One timestep's cell update for batch rows [b0, b1) and hidden units [j0, j1).
     z (B, 4H): input part of the pre-activations, overwritten with the gate outputs;
-    rT (4H, B): recurrent part W_hh @ h_prev^T.
-    Loops run over contiguous 1-D slices from index 0, so they vectorize when the activations
-    do (no libm calls)."""
-    B, H = cprev.shape
-    for b in range(B):
+    R (B, 4H): recurrent part h_prev @ W_hh^T. Every loop runs over contiguous 1-D slices of one
+    batch row from index 0, so it vectorizes when the activations do (no libm calls)."""
+    H = cprev.shape[1]
+    for b in range(b0, b1):
         zb = z[b]
+        rb = R[b]
         i = zb[j0:j1]
         f = zb[H + j0:H + j1]
         g = zb[2 * H + j0:2 * H + j1]
         o = zb[3 * H + j0:3 * H + j1]
-        add_column(i, rT[j0:j1], b)
-        add_column(f, rT[H + j0:H + j1], b)
-        add_column(g, rT[2 * H + j0:2 * H + j1], b)
-        add_column(o, rT[3 * H + j0:3 * H + j1], b)
-        gate_forward_loop(i, f, o, gp)
-        cell_forward_loop(i, f, g, o, cprev[b][j0:j1], cnew[b][j0:j1], tc[b][j0:j1], hnew[b][j0:j1], cp)
+        gate_forward_loop(i, f, o, rb[j0:j1], rb[H + j0:H + j1], rb[3 * H + j0:3 * H + j1], gp)
+        cell_forward_loop(i, f, g, o, rb[2 * H + j0:2 * H + j1], cprev[b][j0:j1], cnew[b][j0:j1],
+                          tc[b][j0:j1], hnew[b][j0:j1], cp)
+
+
+@pkernel
+def step_forward(W, z, hprev, cprev, cnew, hnew, tc, R, blas, by_batch, cp, gp, nchunks):
+    """One timestep of one layer: R = hprev @ W^T (``recurrent_product``), then the cell update.
+    Parallel: chunks of batch rows (``by_batch``: each chunk its rows' product and cells) or of
+    hidden units (each chunk the rows of W for its units in all four gates, tiled, then its
+    cells); the plan chooses."""
+    B, H = cprev.shape
+    if not PARALLEL:
+        recurrent_product(W, hprev, R, 0, B, blas)
+        cell_forward_block(z, R, cprev, cnew, hnew, tc, 0, B, 0, H, cp, gp)
+    elif by_batch:
+        for ch in prange(nchunks):
+            b0, b1 = chunk(B, nchunks, ch)
+            if b1 > b0:
+                recurrent_product(W, hprev, R, b0, b1, blas)
+                cell_forward_block(z, R, cprev, cnew, hnew, tc, b0, b1, 0, H, cp, gp)
+    else:
+        for ch in prange(nchunks):
+            j0, j1 = chunk(H, nchunks, ch)
+            if j1 > j0:
+                for q in range(4):
+                    rec_rows(W, hprev, R, q * H + j0, q * H + j1)
+                cell_forward_block(z, R, cprev, cnew, hnew, tc, 0, B, j0, j1, cp, gp)
 
 
 @kernel
@@ -677,11 +863,12 @@ def cell_backward_loop(dh, i, f, g, o, tc, cprev, dc, di, df, dg, do, cp, gp):
 
 
 @kernel
-def cell_backward_units(dHt, z, tc, cprev, dc, dGt, j0, j1, cp, gp):
-    """Backward of one timestep for hidden units [j0, j1): dHt (B, H) = dL/dh_t (from above
-    and from t+1); dc carries in from t+1 and out to t-1; writes dGt (B, 4H) = dL/da_t."""
-    B, H = cprev.shape
-    for b in range(B):
+def cell_backward_block(dHt, z, tc, cprev, dc, dGt, b0, b1, j0, j1, cp, gp):
+    """Backward of one timestep for batch rows [b0, b1) and hidden units [j0, j1): dHt (B, H) =
+    dL/dh_t (from above and from t+1); dc carries in from t+1 and out to t-1; writes dGt (B, 4H)
+    = dL/da_t."""
+    H = cprev.shape[1]
+    for b in range(b0, b1):
         zb = z[b]
         gb = dGt[b]
         cell_backward_loop(dHt[b][j0:j1], zb[j0:j1], zb[H + j0:H + j1], zb[2 * H + j0:2 * H + j1],
@@ -691,10 +878,37 @@ def cell_backward_units(dHt, z, tc, cprev, dc, dGt, j0, j1, cp, gp):
 
 
 @pkernel
-def forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, rT, cp, gp, nchunks):
+def step_backward(W, dGnext, dHt, z, tc, cprev, dc, dGt, tmp, rec, blas, by_batch, cp, gp, nchunks):
+    """One timestep of one layer backwards: dHt += dGnext @ W (``recurrent_grad``; skipped at the
+    last timestep, ``rec`` False), then the cell backward. Parallel as ``step_forward``: batch-row
+    chunks, or hidden-unit chunks, each its columns of dGnext @ W (tiled) and its cells."""
+    B, H = cprev.shape
+    if not PARALLEL:
+        if rec:
+            recurrent_grad(W, dGnext, dHt, tmp, 0, B, blas)
+        cell_backward_block(dHt, z, tc, cprev, dc, dGt, 0, B, 0, H, cp, gp)
+    elif by_batch:
+        for ch in prange(nchunks):
+            b0, b1 = chunk(B, nchunks, ch)
+            if b1 > b0:
+                if rec:
+                    recurrent_grad(W, dGnext, dHt, tmp, b0, b1, blas)
+                cell_backward_block(dHt, z, tc, cprev, dc, dGt, b0, b1, 0, H, cp, gp)
+    else:
+        for ch in prange(nchunks):
+            j0, j1 = chunk(H, nchunks, ch)
+            if j1 > j0:
+                if rec:
+                    rec_axpy(W, dGnext, dHt, j0, j1)
+                cell_backward_block(dHt, z, tc, cprev, dc, dGt, 0, B, j0, j1, cp, gp)
+
+
+@kernel
+def forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, R, plan, cp, gp, nchunks):
     """All layers over all timesteps; Z[0] must already hold layer 0's input projection plus
     biases. Per layer: the input projection of the whole sequence (one GEMM), then the
-    recurrence, where only W_hh @ h_{t-1} and the cell update run per timestep."""
+    recurrence, where only h_{t-1} @ W_hh^T and the cell update run per timestep. ``plan``:
+    (forward product by BLAS, backward product by BLAS, parallel chunks of batch rows) as 0/1."""
     L, T, B, H4 = Z.shape
     H = H4 // 4
     for layer in range(L):
@@ -706,26 +920,12 @@ def forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, rT, cp, gp, nc
             mm_nt(Hs[layer - 1][1:].reshape((T * B, H)), W_ihR[layer - 1], Z2, nchunks)
             add_bias(Z2, b_ih[layer], b_hh[layer])
         for t in range(T):
-            if not PARALLEL:
-                if B == 1:
-                    np.dot(Wl, Hl[t][0], rT.reshape(H4))
-                else:
-                    np.dot(Wl, Hl[t].T, rT)
-                cell_forward_units(Zl[t], rT, Cl[t], Cl[t + 1], Hl[t + 1], TCl[t], 0, H, cp, gp)
-            else:  # each chunk of hidden units: its rows of all four gates, then its cell update
-                for ch in prange(nchunks):
-                    j0, j1 = chunk(H, nchunks, ch)
-                    if j1 > j0:
-                        for q in range(4):
-                            r0 = q * H + j0
-                            r1 = q * H + j1
-                            np.dot(Wl[r0:r1], Hl[t].T, rT[r0:r1])
-                        cell_forward_units(Zl[t], rT, Cl[t], Cl[t + 1], Hl[t + 1], TCl[t], j0, j1, cp, gp)
+            step_forward(Wl, Zl[t], Hl[t], Cl[t], Cl[t + 1], Hl[t + 1], TCl[t], R, plan[0], plan[2], cp, gp, nchunks)
 
 
-@pkernel
+@kernel
 def backward_stack(W_ihR, W_hh, Z, Hs, Cs, TC, gW_ihR, gW_hh, gb_ih, gb_hh,
-                   dG, dH, dhT, dc, scratch, cp, gp, nchunks):
+                   dG, dH, tmp, dc, scratch, plan, cp, gp, nchunks):
     """Backpropagation through time for all layers from the top; dH (T, B, H) holds dL/dh_t of
     the top layer on entry (and is overwritten). On exit dG (T, B, 4H) holds layer 0's dL/da_t
     (the caller adds layer 0's input-weight gradient). Per layer: the recurrence backwards in
@@ -742,24 +942,9 @@ def backward_stack(W_ihR, W_hh, Z, Hs, Cs, TC, gW_ihR, gW_hh, gb_ih, gb_hh,
             for j in range(H):
                 dc[b, j] = 0
         for t in range(T - 1, -1, -1):
-            rec = t < T - 1
-            if not PARALLEL:
-                if rec:  # dL/dh_t += da_{t+1} @ W_hh
-                    if B == 1:
-                        np.dot(dG[t + 1][0], Wl, dhT.reshape(H))
-                    else:
-                        np.dot(Wl.T, dG[t + 1].T, dhT)
-                    for b in range(B):
-                        add_column(dH[t][b], dhT, b)
-                cell_backward_units(dH[t], Zl[t], TCl[t], Cl[t], dc, dG[t], 0, H, cp, gp)
-            else:  # each chunk of hidden units: its columns of da_{t+1} @ W_hh, then its cell backward
-                for ch in prange(nchunks):
-                    j0, j1 = chunk(H, nchunks, ch)
-                    if j1 > j0:
-                        if rec:
-                            for b in range(B):
-                                add_vec_mat_cols(dH[t][b][j0:j1], dG[t + 1][b], Wl, j0, j1)
-                        cell_backward_units(dH[t], Zl[t], TCl[t], Cl[t], dc, dG[t], j0, j1, cp, gp)
+            nxt = dG[t + 1] if t < T - 1 else dG[t]  # unused at the last timestep
+            step_backward(Wl, nxt, dH[t], Zl[t], TCl[t], Cl[t], dc, dG[t], tmp, t < T - 1, plan[1], plan[2],
+                          cp, gp, nchunks)
         mm_tn(dG2, Hs[layer][:T].reshape((N, H)), gW_hh[layer], scratch, nchunks)
         column_sums(dG2, gb_ih[layer])
         for m in range(H4):
@@ -770,13 +955,41 @@ def backward_stack(W_ihR, W_hh, Z, Hs, Cs, TC, gW_ihR, gW_hh, gb_ih, gb_hh,
 
 
 @kernel
+def infer_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Ha, Hb, C2, tc, R, hT, cT, plan, cp, gp, nchunks):
+    """Forward only (prediction): the recurrence of ``forward_stack`` without keeping what the
+    backward pass needs. One layer's pre-activations Z (T, B, 4H), the hidden sequences of two
+    adjacent layers (Ha, Hb: (T+1, B, H), even layers in Ha), two cell states (C2 (2, B, H)) and
+    one CELL(c) row block (tc) are reused for every layer and timestep. Z must hold layer 0's
+    input projection plus biases. Each layer's last h and c go to hT, cT (L, B, H). Returns the
+    index of the top layer's buffer (0: Ha, 1: Hb)."""
+    T, B, H4 = Z.shape
+    H = H4 // 4
+    L = W_hh.shape[0]
+    for layer in range(L):
+        Hl = Ha if layer % 2 == 0 else Hb
+        if layer > 0:
+            below = Hb if layer % 2 == 0 else Ha
+            Z2 = Z.reshape((T * B, H4))
+            mm_nt(below[1:].reshape((T * B, H)), W_ihR[layer - 1], Z2, nchunks)
+            add_bias(Z2, b_ih[layer], b_hh[layer])
+        copy2(h0[layer], Hl[0])
+        copy2(c0[layer], C2[0])
+        for t in range(T):
+            step_forward(W_hh[layer], Z[t], Hl[t], C2[t % 2], C2[(t + 1) % 2], Hl[t + 1], tc, R,
+                         plan[0], plan[2], cp, gp, nchunks)
+        copy2(Hl[T], hT[layer])
+        copy2(C2[T % 2], cT[layer])
+    return (L - 1) % 2
+
+
+@kernel
 def forward_lm(idx, tgt, W_ih0, W_ihR, W_hh, b_ih, b_hh, W_out, b_out, h0, c0,
-               Z, Hs, Cs, TC, rT, P, cp, gp, nchunks):
+               Z, Hs, Cs, TC, R, P, emb, plan, cp, gp, nchunks):
     """Language model forward: idx, tgt (T, B) int64 -> mean cross-entropy; P (T*B, V) probs."""
     L, T, B, H4 = Z.shape
     H = H4 // 4
-    gather_input(idx, W_ih0, b_ih[0], b_hh[0], Z[0])
-    forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, rT, cp, gp, nchunks)
+    gather_input(idx, W_ih0, b_ih[0], b_hh[0], Z[0], emb)
+    forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, R, plan, cp, gp, nchunks)
     mm_nt(Hs[L - 1][1:].reshape((T * B, H)), W_out, P, nchunks)
     return softmax_xent(P, b_out, tgt.reshape(T * B)) / (T * B)
 
@@ -784,7 +997,7 @@ def forward_lm(idx, tgt, W_ih0, W_ihR, W_hh, b_ih, b_hh, W_out, b_out, h0, c0,
 @kernel
 def backward_lm(idx, tgt, W_ih0, W_ihR, W_hh, W_out, Z, Hs, Cs, TC, P,
                 gW_ih0, gW_ihR, gW_hh, gb_ih, gb_hh, gW_out, gb_out,
-                dL, dG, dH, dhT, dc, scratch, cp, gp, nchunks):
+                dL, dG, dH, tmp, dc, scratch, emb, plan, cp, gp, nchunks):
     """Gradients of forward_lm's mean loss into the g* arrays (overwritten)."""
     L, T, B, H4 = Z.shape
     H = H4 // 4
@@ -795,13 +1008,28 @@ def backward_lm(idx, tgt, W_ih0, W_ihR, W_hh, W_out, Z, Hs, Cs, TC, P,
     column_sums(dL, gb_out)
     mm_nn(dL, W_out, dH.reshape((N, H)), nchunks)
     backward_stack(W_ihR, W_hh, Z, Hs, Cs, TC, gW_ihR, gW_hh, gb_ih, gb_hh,
-                   dG, dH, dhT, dc, scratch, cp, gp, nchunks)
-    scatter_input(idx, dG, gW_ih0)
+                   dG, dH, tmp, dc, scratch, plan, cp, gp, nchunks)
+    scatter_input(idx, dG, gW_ih0, emb)
+
+
+@kernel
+def infer_lm(idx, tgt, W_ih0, W_ihR, W_hh, b_ih, b_hh, W_out, b_out, h0, c0,
+             Z, Ha, Hb, C2, tc, R, hT, cT, P, emb, plan, cp, gp, nchunks):
+    """Language model prediction: P (T*B, V) probabilities (``tgt``: any valid ids, the loss is
+    not used); returns the top layer's buffer index (``infer_stack``)."""
+    T, B, H4 = Z.shape
+    H = H4 // 4
+    gather_input(idx, W_ih0, b_ih[0], b_hh[0], Z, emb)
+    top = infer_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Ha, Hb, C2, tc, R, hT, cT, plan, cp, gp, nchunks)
+    Ht = Ha if top == 0 else Hb
+    mm_nt(Ht[1:].reshape((T * B, H)), W_out, P, nchunks)
+    softmax_xent(P, b_out, tgt.reshape(T * B))
+    return top
 
 
 @kernel
 def forward_cls(X, y, W_ih0, W_ihR, W_hh, b_ih, b_hh, W_out, b_out, h0, c0,
-                Z, Hs, Cs, TC, rT, P, cp, gp, nchunks):
+                Z, Hs, Cs, TC, R, P, plan, cp, gp, nchunks):
     """Sequence classification forward: X (T, B, F), y (B,) in {0, 1} -> mean binary
     cross-entropy of the logit W_out h_T + b_out; P (B,) = sigmoid(logit)."""
     L, T, B, H4 = Z.shape
@@ -809,21 +1037,37 @@ def forward_cls(X, y, W_ih0, W_ihR, W_hh, b_ih, b_hh, W_out, b_out, h0, c0,
     Z0 = Z[0].reshape((T * B, H4))
     mm_nt(X.reshape((T * B, F)), W_ih0, Z0, nchunks)
     add_bias(Z0, b_ih[0], b_hh[0])
-    forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, rT, cp, gp, nchunks)
+    forward_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Hs, Cs, TC, R, plan, cp, gp, nchunks)
     return bce_forward(Hs[L - 1][T], W_out, b_out, y, P)
 
 
 @kernel
 def backward_cls(X, y, W_ih0, W_ihR, W_hh, W_out, Z, Hs, Cs, TC, P,
                  gW_ih0, gW_ihR, gW_hh, gb_ih, gb_hh, gW_out, gb_out,
-                 dG, dH, dhT, dc, scratch, cp, gp, nchunks):
+                 dG, dH, tmp, dc, scratch, plan, cp, gp, nchunks):
     """Gradients of forward_cls's mean loss into the g* arrays (overwritten)."""
     L, T, B, H4 = Z.shape
     F = X.shape[2]
     bce_backward(Hs[L - 1][T], W_out, y, P, gW_out, gb_out, dH)
     backward_stack(W_ihR, W_hh, Z, Hs, Cs, TC, gW_ihR, gW_hh, gb_ih, gb_hh,
-                   dG, dH, dhT, dc, scratch, cp, gp, nchunks)
+                   dG, dH, tmp, dc, scratch, plan, cp, gp, nchunks)
     mm_tn(dG.reshape((T * B, H4)), X.reshape((T * B, F)), gW_ih0, scratch, nchunks)
+
+
+@kernel
+def infer_cls(X, y, W_ih0, W_ihR, W_hh, b_ih, b_hh, W_out, b_out, h0, c0,
+              Z, Ha, Hb, C2, tc, R, hT, cT, P, plan, cp, gp, nchunks):
+    """Sequence classification prediction: P (B,) = sigmoid(W_out h_T + b_out) (``y``: any 0/1
+    labels, the loss is not used); returns the top layer's buffer index."""
+    T, B, H4 = Z.shape
+    F = X.shape[2]
+    Z0 = Z.reshape((T * B, H4))
+    mm_nt(X.reshape((T * B, F)), W_ih0, Z0, nchunks)
+    add_bias(Z0, b_ih[0], b_hh[0])
+    top = infer_stack(W_ihR, W_hh, b_ih, b_hh, h0, c0, Z, Ha, Hb, C2, tc, R, hT, cT, plan, cp, gp, nchunks)
+    Ht = Ha if top == 0 else Hb
+    bce_forward(Ht[T], W_out, b_out, y, P)
+    return top
 
 
 # <<< numba cell
@@ -861,6 +1105,7 @@ def _header(doc: str, parallel: bool, imports: list[str], fastmath=frozenset()) 
         f"kernel = njit(fastmath={fm}, **JIT_OPTIONS)",
         f"pkernel = njit(parallel={bool(parallel)}, fastmath={fm}, **JIT_OPTIONS)",
         f"headkernel = njit(fastmath={_flags_text(HEAD_FASTMATH)}, **JIT_OPTIONS)",
+        f"dotkernel = njit(fastmath={_flags_text(DOT_FASTMATH)}, **JIT_OPTIONS)",
         f"PARALLEL = {bool(parallel)}",
         "", "",
     ])
@@ -922,6 +1167,35 @@ def kernels(cell: str, gate: str, parallel: bool):
 # the model
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How the recurrence of one batch shape runs. ``fwd``/``bwd``: the per-timestep recurrent
+    products by the tiled kernels (``rec_rows``, ``rec_axpy``) or by BLAS; ``parallel``: the
+    prange kernels (else serial, even in a parallel model), chunked by hidden units (tiled products
+    only) or by batch rows (``split``). ``tune_plan`` measures which is fastest for a shape."""
+    parallel: bool = False
+    fwd: str = "tiled"
+    bwd: str = "tiled"
+    split: str = "units"
+
+    def __post_init__(self):
+        if self.fwd not in ("tiled", "blas") or self.bwd not in ("tiled", "blas"):
+            raise UsageError("Plan fwd/bwd must be 'tiled' or 'blas'")
+        if self.split not in ("units", "batch"):
+            raise UsageError("Plan split must be 'units' or 'batch'")
+        if self.parallel and self.split == "units" and (self.fwd, self.bwd) != ("tiled", "tiled"):
+            raise UsageError("a parallel plan split by hidden units uses the tiled products")
+
+    def codes(self) -> np.ndarray:
+        """What the kernels read: (forward by BLAS, backward by BLAS, chunks of batch rows)."""
+        return np.array([self.fwd == "blas", self.bwd == "blas", self.split == "batch"], np.int64)
+
+    @property
+    def label(self) -> str:
+        how = f"parallel/{self.split}" if self.parallel else "serial"
+        return f"{how} fwd={self.fwd} bwd={self.bwd}"
+
+
 class _Workspace:
     """Preallocated buffers for one (T, B) shape: nothing is allocated per timestep."""
 
@@ -932,25 +1206,62 @@ class _Workspace:
         self.Hs = np.zeros((L, T + 1, B, H), dt)
         self.Cs = np.zeros((L, T + 1, B, H), dt)
         self.TC = np.zeros((L, T, B, H), dt)
-        self.rT = np.zeros((4 * H, B), dt)
+        self.R = np.zeros((B, 4 * H), dt)
         self.zeros_state = np.zeros((L, B, H), dt)
         lm = cfg.task == "lm"
         self.P = np.zeros((T * B, O) if lm else (B,), dt)
         self.dL = np.zeros((T * B, O), dt) if lm else None
         self.dG = np.zeros((T, B, 4 * H), dt)
         self.dH = np.zeros((T, B, H), dt)
-        self.dhT = np.zeros((H, B), dt)
+        self.tmp = np.zeros((B, H), dt)
         self.dc = np.zeros((B, H), dt)
         self._big = max(4 * H * max(cfg.n_in, H), O * H)  # largest weight-gradient matrix
         self.scratch = np.zeros(1, dt)
         self.ensure_scratch(cfg, max_chunks)
         self.dummy_targets = np.zeros((T, B), np.int64) if lm else np.zeros(B, dt)
+        self.emb = np.zeros((O, 4 * H), dt) if lm else None  # LM: W_ih0 packed by token
         self.inputs = self.targets = None
+        self.plan: Plan | None = None
 
     def ensure_scratch(self, cfg: ModelConfig, nchunks: int) -> None:
         """Parallel weight gradients need one partial matrix per chunk."""
         if cfg.parallel and self.scratch.size < nchunks * self._big:
             self.scratch = np.zeros(nchunks * self._big, cfg.np_dtype)
+
+    def final_state(self):
+        return self.Hs[:, -1].copy(), self.Cs[:, -1].copy()
+
+    def hidden(self):
+        return self.Hs[-1, 1:]
+
+
+class _InferSpace:
+    """Buffers of the forward-only route for one (T, B) shape (``infer_stack``): one layer's
+    pre-activations and two layers' hidden sequences, whatever the depth."""
+
+    def __init__(self, cfg: ModelConfig, T: int, B: int):
+        L, H, O, dt = cfg.layers, cfg.hidden, cfg.n_out, cfg.np_dtype
+        self.T, self.B = T, B
+        self.Z = np.zeros((T, B, 4 * H), dt)
+        self.Ha = np.zeros((T + 1, B, H), dt)
+        self.Hb = np.zeros((T + 1, B, H), dt)
+        self.C2 = np.zeros((2, B, H), dt)
+        self.tc = np.zeros((B, H), dt)
+        self.R = np.zeros((B, 4 * H), dt)
+        self.hT = np.zeros((L, B, H), dt)
+        self.cT = np.zeros((L, B, H), dt)
+        self.zeros_state = np.zeros((L, B, H), dt)
+        self.P = np.zeros((T * B, O) if cfg.task == "lm" else (B,), dt)
+        self.dummy_targets = np.zeros((T, B), np.int64) if cfg.task == "lm" else np.zeros(B, dt)
+        self.emb = np.zeros((O, 4 * H), dt) if cfg.task == "lm" else None
+        self.top = 0
+        self.plan: Plan | None = None
+
+    def final_state(self):
+        return self.hT.copy(), self.cT.copy()
+
+    def hidden(self):
+        return (self.Ha if self.top == 0 else self.Hb)[1:]
 
 
 class Model:
@@ -972,29 +1283,57 @@ class Model:
         ga, _ = resolve_activation(config.gate, "gate")
         self.cell_param = dt.type(ca.param_default)
         self.gate_param = dt.type(ga.param_default)
-        self._kernels = None
         self._ws: dict = {}
         self._last = None
+        self._plan: Plan | None = None  # None: measured per batch shape (tune_plan, cached)
+        self._kernels = None  # a module to run instead of the generated ones (tests: the source)
 
     # -- plumbing
     @property
     def kernels(self):
-        if self._kernels is None:
-            self._kernels = kernels(self.config.cell, self.config.gate, bool(self.config.parallel))
-        return self._kernels
+        """The generated module of the config's variant (parallel when ``config.parallel``)."""
+        return self.kernels_for(bool(self.config.parallel))
+
+    def kernels_for(self, parallel: bool):
+        if self._kernels is not None:
+            return self._kernels
+        return kernels(self.config.cell, self.config.gate, bool(parallel))
 
     @property
     def nchunks(self) -> int:
-        """Work chunks per parallel region: Numba's current thread count (1 when serial)."""
+        """Work chunks per parallel region of the config's variant: Numba's current thread count
+        (1 when serial)."""
         return numba.get_num_threads() if self.config.parallel else 1
 
-    def _workspace(self, T: int, B: int, nchunks: int) -> _Workspace:
-        ws = self._ws.get((T, B))
+    def use_plan(self, plan: Plan | None) -> None:
+        """Run every batch shape with ``plan`` (None: measure one per shape, the default)."""
+        if plan is not None and plan.parallel and not self.config.parallel:
+            raise UsageError("a parallel plan needs a model built with parallel=True")
+        self._plan = plan
+        for ws in self._ws.values():
+            ws.plan = plan
+
+    def plan(self, T: int, B: int, train: bool = True) -> Plan:
+        """The plan batches of shape (T, B) run with (measured now if not yet): for training
+        steps, or for the forward-only route (``train=False``)."""
+        ws = self._space(T, B, train)
+        if ws.plan is None:
+            ws.plan = self._plan or planned(self, T, B, train)
+        return ws.plan
+
+    def _space(self, T: int, B: int, train: bool):
+        key = (T, B, train)
+        ws = self._ws.get(key)
         if ws is None:
             if len(self._ws) >= 8:
                 self._ws.clear()
-            ws = self._ws[(T, B)] = _Workspace(self.config, T, B, nchunks)
-        ws.ensure_scratch(self.config, nchunks)
+            ws = self._ws[key] = _Workspace(self.config, T, B, self.nchunks) if train else _InferSpace(self.config, T, B)
+            ws.plan = self._plan
+        return ws
+
+    def _workspace(self, T: int, B: int) -> _Workspace:
+        ws = self._space(T, B, True)
+        ws.ensure_scratch(self.config, self.nchunks)
         return ws
 
     def _state(self, state, ws: _Workspace):
@@ -1053,8 +1392,47 @@ class Model:
 
     # -- the public calls
     def prepare(self, T: int, B: int) -> None:
-        """Allocate the buffers for batches of shape (T, B) now (not inside a timed call)."""
-        self._workspace(T, B, self.nchunks)
+        """Allocate the buffers for batches of shape (T, B) and settle their plans (training and
+        forward-only) now, not inside a timed call."""
+        self.plan(T, B, True)
+        self.plan(T, B, False)
+
+    def _run_forward(self, x, y, h0, c0, ws: _Workspace, plan: Plan) -> float:
+        p = self.params
+        k = self.kernels_for(plan.parallel)
+        args = (x, ws.dummy_targets if y is None else y, p.W_ih0, p.W_ihR, p.W_hh, p.b_ih, p.b_hh,
+                p.W_out, p.b_out, h0, c0, ws.Z, ws.Hs, ws.Cs, ws.TC, ws.R, ws.P)
+        tail = (plan.codes(), self.cell_param, self.gate_param, self._chunks(plan))
+        if self.config.task == "lm":
+            return k.forward_lm(*args, ws.emb, *tail)
+        return k.forward_cls(*args, *tail)
+
+    def _run_backward(self, ws: _Workspace, plan: Plan, g: Params) -> None:
+        p = self.params
+        k = self.kernels_for(plan.parallel)
+        nch = self._chunks(plan)
+        ws.ensure_scratch(self.config, nch)
+        if self.config.task == "lm":
+            k.backward_lm(ws.inputs, ws.targets, p.W_ih0, p.W_ihR, p.W_hh, p.W_out, ws.Z, ws.Hs, ws.Cs,
+                          ws.TC, ws.P, g.W_ih0, g.W_ihR, g.W_hh, g.b_ih, g.b_hh, g.W_out, g.b_out,
+                          ws.dL, ws.dG, ws.dH, ws.tmp, ws.dc, ws.scratch, ws.emb, plan.codes(),
+                          self.cell_param, self.gate_param, nch)
+        else:
+            k.backward_cls(ws.inputs, ws.targets, p.W_ih0, p.W_ihR, p.W_hh, p.W_out, ws.Z, ws.Hs, ws.Cs,
+                           ws.TC, ws.P, g.W_ih0, g.W_ihR, g.W_hh, g.b_ih, g.b_hh, g.W_out, g.b_out,
+                           ws.dG, ws.dH, ws.tmp, ws.dc, ws.scratch, plan.codes(),
+                           self.cell_param, self.gate_param, nch)
+
+    def _run_infer(self, x, h0, c0, ws: _InferSpace, plan: Plan) -> None:
+        p = self.params
+        k = self.kernels_for(plan.parallel)
+        args = (x, ws.dummy_targets, p.W_ih0, p.W_ihR, p.W_hh, p.b_ih, p.b_hh, p.W_out, p.b_out, h0, c0,
+                ws.Z, ws.Ha, ws.Hb, ws.C2, ws.tc, ws.R, ws.hT, ws.cT, ws.P)
+        tail = (plan.codes(), self.cell_param, self.gate_param, self._chunks(plan))
+        ws.top = k.infer_lm(*args, ws.emb, *tail) if self.config.task == "lm" else k.infer_cls(*args, *tail)
+
+    def _chunks(self, plan: Plan) -> int:
+        return numba.get_num_threads() if plan.parallel else 1
 
     def forward(self, inputs, targets=None, state=None, validate: bool = True):
         """Mean loss of one batch (None without targets); keeps what backward() needs.
@@ -1067,14 +1445,9 @@ class Model:
             x, y = inputs, targets
             self._check_types(x, y)
         T, B = x.shape[0], x.shape[1]
-        nch = self.nchunks
-        ws = self._workspace(T, B, nch)
+        ws = self._workspace(T, B)
         h0, c0 = self._state(state, ws) if validate or state is None else state
-        p = self.params
-        fn = self.kernels.forward_lm if self.config.task == "lm" else self.kernels.forward_cls
-        loss = fn(x, ws.dummy_targets if y is None else y, p.W_ih0, p.W_ihR, p.W_hh, p.b_ih, p.b_hh,
-                  p.W_out, p.b_out, h0, c0, ws.Z, ws.Hs, ws.Cs, ws.TC, ws.rT, ws.P,
-                  self.cell_param, self.gate_param, nch)
+        loss = self._run_forward(x, y, h0, c0, ws, self.plan(T, B, True))
         ws.inputs, ws.targets = x, y
         self._last = ws
         return None if y is None else float(loss)
@@ -1082,30 +1455,35 @@ class Model:
     def backward(self) -> Params:
         """Gradients of the last forward's mean loss (overwrites and returns ``self.grads``)."""
         ws = self._last
-        if ws is None or ws.targets is None:
+        if not isinstance(ws, _Workspace) or ws.targets is None:
             raise UsageError("backward() needs a forward() with targets first")
-        p, g, k = self.params, self.grads, self.kernels
-        nch = self.nchunks
-        ws.ensure_scratch(self.config, nch)
-        if self.config.task == "lm":
-            k.backward_lm(ws.inputs, ws.targets, p.W_ih0, p.W_ihR, p.W_hh, p.W_out, ws.Z, ws.Hs, ws.Cs,
-                          ws.TC, ws.P, g.W_ih0, g.W_ihR, g.W_hh, g.b_ih, g.b_hh, g.W_out, g.b_out,
-                          ws.dL, ws.dG, ws.dH, ws.dhT, ws.dc, ws.scratch,
-                          self.cell_param, self.gate_param, nch)
-        else:
-            k.backward_cls(ws.inputs, ws.targets, p.W_ih0, p.W_ihR, p.W_hh, p.W_out, ws.Z, ws.Hs, ws.Cs,
-                           ws.TC, ws.P, g.W_ih0, g.W_ihR, g.W_hh, g.b_ih, g.b_hh, g.W_out, g.b_out,
-                           ws.dG, ws.dH, ws.dhT, ws.dc, ws.scratch,
-                           self.cell_param, self.gate_param, nch)
-        return g
+        self._run_backward(ws, ws.plan, self.grads)
+        return self.grads
 
     def loss_and_grads(self, inputs, targets, state=None):
         loss = self.forward(inputs, targets, state)
         return loss, self.backward()
 
+    def predict(self, inputs, state=None, validate: bool = True) -> np.ndarray:
+        """Probabilities of one batch by the forward-only route (nothing kept for a backward
+        pass): LM (T, B, V) softmax, classify (B,) sigmoid -- a view, overwritten by the next
+        call with the same shape; ``final_state()``/``hidden()`` then refer to this call.
+        ``validate`` as in ``forward``."""
+        if validate:
+            x, _ = self._check_inputs(inputs, None)
+        else:
+            x = inputs
+            self._check_types(x, None)
+        T, B = x.shape[0], x.shape[1]
+        ws = self._space(T, B, False)
+        h0, c0 = self._state(state, ws) if validate or state is None else state
+        self._run_infer(x, h0, c0, ws, self.plan(T, B, False))
+        self._last = ws
+        return self.outputs()
+
     def outputs(self) -> np.ndarray:
-        """Probabilities of the last forward (a view, overwritten by the next call with the same
-        shape): LM (T, B, V) softmax; classify (B,) sigmoid of the logit."""
+        """Probabilities of the last forward or predict (a view, overwritten by the next call
+        with the same shape): LM (T, B, V) softmax; classify (B,) sigmoid of the logit."""
         ws = self._last
         if ws is None:
             raise UsageError("outputs() needs a forward() first")
@@ -1114,15 +1492,16 @@ class Model:
         return ws.P
 
     def hidden(self) -> np.ndarray:
-        """Top layer hidden states of the last forward, (T, B, H) (a view)."""
-        return self._last.Hs[-1, 1:]
+        """Top layer hidden states of the last forward or predict, (T, B, H) (a view)."""
+        if self._last is None:
+            raise UsageError("hidden() needs a forward() first")
+        return self._last.hidden()
 
     def final_state(self):
-        """(h, c) after the last timestep of the last forward, copies of shape (L, B, H)."""
-        ws = self._last
-        if ws is None:
+        """(h, c) after the last timestep of the last forward or predict, copies of shape (L, B, H)."""
+        if self._last is None:
             raise UsageError("final_state() needs a forward() first")
-        return ws.Hs[:, -1].copy(), ws.Cs[:, -1].copy()
+        return self._last.final_state()
 
     def compile(self) -> float:
         """Compile (or load from the disk cache) every kernel of this config; seconds taken.
@@ -1139,11 +1518,144 @@ class Model:
         else:
             x = np.zeros((2, 1, cfg.n_features), cfg.np_dtype)
             y = np.zeros(1, cfg.np_dtype)
-        scratch.loss_and_grads(x, y)
+        for parallel in sorted({False, bool(cfg.parallel)}):  # every plan's kernels: one module each
+            scratch.use_plan(Plan(parallel=parallel))
+            scratch.loss_and_grads(x, y)
+            scratch.predict(x)
         from .optim import Adam
 
         Adam(scratch).step()
         return time.perf_counter() - t0
+
+
+def _tuning_batch(cfg: ModelConfig, T: int, B: int):
+    """Random inputs and targets of shape (T, B) for ``tune_plan`` (the products' speed does not
+    depend on the values)."""
+    rng = np.random.default_rng(0)
+    if cfg.task == "lm":
+        return rng.integers(0, cfg.vocab_size, (T, B)), rng.integers(0, cfg.vocab_size, (T, B))
+    return (rng.standard_normal((T, B, cfg.n_features)).astype(cfg.np_dtype),
+            (rng.random(B) < 0.5).astype(cfg.np_dtype))
+
+
+def _fastest(runs: dict, rounds: int) -> object:
+    """The key of ``runs`` (key -> callable) with the lowest minimum time over ``rounds``
+    interleaved rounds after one warm-up call each (a minimum: the choice needs the achievable
+    speed, and interleaving spreads drift over all candidates)."""
+    import time
+
+    best = {k: math.inf for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(rounds):
+        for k, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return min(best, key=best.get)
+
+
+def tune_plan(model: "Model", T: int, B: int, train: bool = True, rounds: int = 3) -> Plan:
+    """The fastest ``Plan`` for batches of shape (T, B), measured now with the model's weights on
+    random data, at the current thread settings (FFTW's "measure" planning):
+
+    1. serial forward product: tiled or BLAS, by the time of the forward pass (the forward-only
+       route for ``train=False``); for training, then the backward product by the backward's time;
+    2. a parallel model with more than one Numba thread: that serial plan against the parallel
+       plans (chunks of hidden units with tiled products; chunks of batch rows with the serial
+       plan's products, when B > 1), by the time of a whole step (forward + backward, or
+       forward only). Serial wins below the crossover where a parallel region's start-up costs
+       more than the split saves.
+
+    Leaves the model's gradients, outputs and last batch as they were."""
+    cfg = model.config
+    x, y = _tuning_batch(cfg, T, B)
+    x, y = model._check_inputs(x, y)
+    last, grads = model._last, Params(cfg)
+    if train:
+        ws = model._workspace(T, B)
+        ws.inputs, ws.targets = x, y
+        h0 = c0 = ws.zeros_state
+
+        def step(plan, fwd=True, bwd=True):
+            def run():
+                if fwd:
+                    model._run_forward(x, y, h0, c0, ws, plan)
+                if bwd:
+                    model._run_backward(ws, plan, grads)
+            return run
+    else:
+        ws = model._space(T, B, False)
+        h0 = c0 = ws.zeros_state
+
+        def step(plan, fwd=True, bwd=True):
+            return lambda: model._run_infer(x, h0, c0, ws, plan)
+    try:
+        fwd = _fastest({m: step(Plan(fwd=m), bwd=False) for m in ("tiled", "blas")}, rounds)
+        bwd = "tiled"
+        if train:
+            model._run_forward(x, y, h0, c0, ws, Plan(fwd=fwd))
+            bwd = _fastest({m: step(Plan(fwd=fwd, bwd=m), fwd=False) for m in ("tiled", "blas")}, rounds)
+        best = Plan(fwd=fwd, bwd=bwd)
+        if cfg.parallel and numba.get_num_threads() > 1:
+            cands = [best, Plan(parallel=True)]
+            if B > 1:
+                cands.append(Plan(parallel=True, fwd=fwd, bwd=bwd, split="batch"))
+            best = _fastest({pl: step(pl) for pl in cands}, rounds)
+    finally:
+        model._last = last
+        if train:
+            ws.inputs = ws.targets = None
+    return best
+
+
+_PLANS: dict = {}  # plan key -> Plan, this process (and, through the file, earlier ones)
+
+
+def _plans_path() -> Path:
+    return codegen.cache_dir() / "lstm-plans.json"
+
+
+def _plan_key(model: "Model", T: int, B: int, train: bool) -> str:
+    """Everything a measured plan depends on: the machine, the kernels' source, the shape, the
+    activations, the thread count."""
+    from mathbench.runs import _cpu
+
+    cfg = model.config
+    src = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    return "|".join(map(str, (_cpu()["model"], src, numba.__version__, cfg.task, cfg.layers, cfg.hidden, cfg.n_in,
+                              cfg.n_out, cfg.dtype, cfg.cell, cfg.gate, bool(cfg.parallel),
+                              numba.get_num_threads() if cfg.parallel else 1, T, B, "train" if train else "infer")))
+
+
+def _load_plans() -> dict:
+    """The plan file, or nothing when it is missing or unreadable (a corrupt cache is measured
+    over, never an error)."""
+    try:
+        raw = json.loads(_plans_path().read_text())
+        return {k: Plan(**v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    except (OSError, ValueError, TypeError, UsageError):
+        return {}
+
+
+def planned(model: "Model", T: int, B: int, train: bool = True) -> Plan:
+    """The plan for this shape: measured once per machine (``tune_plan``) and kept in the cache
+    folder beside the compiled kernels, so a model runs the same arithmetic every time it meets
+    a shape (results are reproducible run to run) and nothing is measured twice."""
+    key = _plan_key(model, T, B, train)
+    if key not in _PLANS:
+        _PLANS.update(_load_plans())
+    if key not in _PLANS:
+        _PLANS[key] = tune_plan(model, T, B, train)
+        data = {k: asdict(v) for k, v in {**_load_plans(), key: _PLANS[key]}.items()}
+        path = _plans_path()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:  # atomic: a concurrent process reads the old file or the new one, never half
+            tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:  # an unwritable cache only costs a measurement in the next process
+            tmp.unlink(missing_ok=True)
+    return _PLANS[key]
 
 
 def _c_writable(a: np.ndarray, dtype) -> np.ndarray:
@@ -1184,7 +1696,7 @@ def compile_model(config: ModelConfig) -> float:
 #: The loops whose vectorization a sweep row reports: name -> kernel (the head per task).
 LOOPS = {"gate_fwd": "gate_forward_loop", "cell_fwd": "cell_forward_loop", "backward": "cell_backward_loop",
          "head": {"lm": "exp_shifted", "classify": "bce_terms"}}
-_N_ARRAYS = {"gate_forward_loop": (3, 1), "cell_forward_loop": (8, 1), "cell_backward_loop": (12, 2),
+_N_ARRAYS = {"gate_forward_loop": (6, 1), "cell_forward_loop": (9, 1), "cell_backward_loop": (12, 2),
              "exp_shifted": (1, 1), "bce_terms": (4, 0)}  # (1-D arrays, then scalars of the dtype)
 _FUNC = re.compile(r"^\s*\.type\s+([^,\s]+),@function\s*$", re.M)
 _CALL = re.compile(r"^\s*(?:call|jmp)\w*\s+\*?([\w.$]+?)(?:@PLT)?\s*$", re.M)

@@ -132,6 +132,9 @@ COLUMNS = [
     "timing_interval", "latency_interval", "quality_interval", "quality_samples",
     # bookkeeping
     "timing_samples", "latency_samples", "init",
+    # how the Numba model ran its recurrence (model.Plan, measured per shape): training batch,
+    # latency (batch 1) and throughput (eval batch)
+    "plan_train", "plan_latency", "plan_throughput",
     "numba_threads", "blas_threads", "torch_threads", "threading_layer",
     "config_rows", "wall_s", "finished", "code_version",
 ]
@@ -431,9 +434,8 @@ class NumbaEngine:
 
     def predict(self, x):
         """Probabilities (LM softmax (T, B, V), classify sigmoid (B,)): ``train.predict_proba_batch``
-        without its input checks."""
-        self.model.forward(x, None, None, validate=False)
-        return self.model.outputs()
+        without its input checks: the forward-only route."""
+        return self.model.predict(x, None, validate=False)
 
     def evaluate(self, x, y):
         loss = self.model.forward(x, y, None, validate=False)
@@ -611,6 +613,7 @@ class _Track:
     train_loss: list = field(default_factory=list)
     threads: dict = field(default_factory=dict)
     init: str = "same"
+    plans: dict = field(default_factory=dict)
 
 
 class _Checkpoint:
@@ -683,6 +686,11 @@ def _measure(s, c, ds, vs, compile_s, on_repeat, facts) -> list[dict]:
                 init_tensors = {k: np.array(a) for k, a in engines[v].model.params.tensors().items()}
                 params_count = _params_count(init_tensors)
             tracks[v].init = getattr(engines[v], "init", "same")
+            if v.backend == "numba" and hasattr(engines[v], "model"):
+                m = engines[v].model
+                tracks[v].plans = {"plan_train": m.plan(s.seq_len, s.batch).label,
+                                   "plan_latency": m.plan(s.seq_len, 1, train=False).label,
+                                   "plan_throughput": m.plan(s.seq_len, s.eval_batch, train=False).label}
         times = {v: np.full((s.iterations, 3), np.nan) for v in vs}
         losses = {v: np.full(s.iterations, np.nan) for v in vs}
         ckpt = {v: _Checkpoint(engines[v], s.patience, val_set, c.task) for v in vs}
@@ -786,7 +794,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
             n_in=n_in, n_out=ds.n_vocab if c.task == "lm" else 1, parameters=params_count,
             compile_s=compile_s.get((c.task, c.dtype, c.threads > 1, v)),
             timing_samples=len(tr.step), latency_samples=len(tr.lat), init=tr.init,
-            config_rows=len(vs), wall_s=wall, finished=finished, code_version=code, **tr.threads,
+            config_rows=len(vs), wall_s=wall, finished=finished, code_version=code, **tr.threads, **tr.plans,
         )
         _put(row, ("train_step_s", "train_step_lo", "train_step_hi"), _summ(tr.step))
         _put(row, ("forward_s", "forward_lo", "forward_hi"), _summ(tr.fwd))

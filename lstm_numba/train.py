@@ -420,9 +420,9 @@ def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict:
 
 def predict_proba_batch(model: Model, X_tb: np.ndarray) -> np.ndarray:
     """Probabilities for one time-major batch X_tb (T, B, n_features) of the model dtype (no
-    conversion if it already is C-contiguous and writeable): the call to time for latency."""
-    model.forward(X_tb, None, None)
-    return model.outputs()
+    conversion if it already is C-contiguous and writeable), by the forward-only route: the call
+    to time for latency."""
+    return model.predict(X_tb)
 
 
 def _predict_t(model, Xt, batch):
@@ -430,8 +430,7 @@ def _predict_t(model, Xt, batch):
     out = np.empty(N, dtype=np.float64)
     for s in range(0, N, batch):
         xb = np.ascontiguousarray(Xt[:, s:s + batch])
-        model.forward(xb, None, None, validate=False)
-        out[s:s + xb.shape[1]] = model.outputs()
+        out[s:s + xb.shape[1]] = model.predict(xb, None, validate=False)
     return out
 
 
@@ -458,10 +457,10 @@ def generate(model: Model, prime, length: int, temperature: float = 1.0, seed: i
     out = np.empty(length, dtype=np.int64)
     V = model.config.vocab_size
     with _run_threads(model, None):
-        model.forward(ids.reshape(-1, 1), None, None, validate=False)
+        p_all = model.predict(ids.reshape(-1, 1), None, validate=False)
         step = np.zeros((1, 1), np.int64)
         for k in range(length):
-            p = model.outputs()[-1, 0].astype(np.float64)
+            p = p_all[-1, 0].astype(np.float64)
             if temperature != 1.0:
                 logp = np.log(np.maximum(p, 1e-300)) / temperature
                 p = np.exp(logp - logp.max())
@@ -471,7 +470,7 @@ def generate(model: Model, prime, length: int, temperature: float = 1.0, seed: i
             if k + 1 < length:
                 state = model.final_state()
                 step[0, 0] = tok
-                model.forward(step, None, state, validate=False)
+                p_all = model.predict(step, state, validate=False)
     return out
 
 

@@ -80,13 +80,14 @@ def test_detects_a_float64_literal():
 # makes the whole cell compute in double)
 
 PAIRS = sweep.Settings().pairs
-LSTM_ENTRIES = {"kernels": ("forward_lm", "backward_lm", "forward_cls", "backward_cls"),
+LSTM_ENTRIES = {"kernels": ("forward_lm", "backward_lm", "forward_cls", "backward_cls", "infer_lm", "infer_cls"),
                 "helpers": ("adam_update",)}  # what Python calls; the IR of each holds every kernel it calls
 # Scalars computed in float64 on purpose (loss sums, 1/N, the gradient norm): their conversions
 # are allowed; a float32 value converted to or from double anywhere else is a promotion.
 FLOAT64_BY_DESIGN = {"softmax_xent", "softmax_xent_backward", "bce_forward", "bce_backward", "adam_update"}
 PROMOTION = re.compile(r"fpext float|fptrunc double")
-CALLEE = {"forward": "cell_forward_units", "backward": "cell_backward_units", "adam": "adam_loop"}
+CALLEE = {"forward": "cell_forward_block", "infer": "cell_forward_block", "backward": "cell_backward_block",
+          "adam": "adam_loop"}
 
 
 def _lstm_module(kind, pair, parallel):

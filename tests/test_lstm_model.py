@@ -2,6 +2,7 @@
 serial == parallel, initialisation and config validation.
 
 Shapes are tiny (2 layers, hidden 4-5) so the cost is compiling, which Numba caches on disk."""
+import json
 import math
 
 import numba
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from lstm_numba import reference
-from lstm_numba.model import Model, ModelConfig, Params, init_params
+from lstm_numba import model as M
+from lstm_numba.model import Model, ModelConfig, Params, Plan, init_params
 from lstm_numba.optim import Adam
 from lstm_numba.train import thread_limits
 from mathbench import registry
@@ -109,6 +111,13 @@ def _compare_with_reference(cfg, rtol):
         assert scale > 0, name
         err = np.max(np.abs(v - r_grads[name])) / scale
         assert err < rtol, f"{name}: {err:.2e}"
+    # the forward-only route: the same probabilities and final state, nothing kept for backward
+    h, c = m.final_state()
+    np.testing.assert_allclose(m.predict(x, state), r_probs, rtol=0, atol=rtol)
+    for a, b in zip(m.final_state(), (h, c)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=rtol)
+    with pytest.raises(UsageError, match="backward"):
+        m.backward()
     return m, cache
 
 
@@ -211,6 +220,80 @@ def test_equals_torch_lstm(task, dtype):
             np.testing.assert_allclose(g[name], p.grad.numpy(), rtol=0, atol=1e-12, err_msg=name)
         np.testing.assert_allclose(g["head_weight"], head.weight.grad.numpy(), atol=1e-12)
         np.testing.assert_allclose(g["head_bias"], head.bias.grad.numpy(), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# plans: every way of running the recurrence gives the reference's numbers
+
+PLANS = [Plan(), Plan(fwd="blas", bwd="blas"), Plan(fwd="tiled", bwd="blas"), Plan(fwd="blas", bwd="tiled"),
+         Plan(parallel=True), Plan(parallel=True, split="batch"), Plan(parallel=True, fwd="blas", bwd="blas", split="batch")]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("plan", PLANS, ids=lambda p: p.label.replace(" ", "_"))
+def test_every_plan_matches_the_reference(task, plan):
+    """Tiled and BLAS products, serial and both parallel splits, at batch sizes that leave every
+    remainder of the 4-row tiles (1, 2, 3, 5, 6) and an odd hidden size (odd weight-row tails and
+    uneven unit chunks): loss, gradients, outputs and the forward-only route equal the NumPy
+    reference."""
+    threads = min(2, numba.config.NUMBA_NUM_THREADS)
+    cfg = make_config(task, hidden=5, parallel=plan.parallel)
+    with thread_limits(numba_threads=threads, blas_threads=1):
+        for B in (1, 2, 3, 5, 6):
+            m = perturbed_model(cfg)
+            m.use_plan(plan)
+            assert m.plan(4, B) == plan and m.plan(4, B, train=False) == plan
+            x, y, state = make_batch(cfg, T=4, B=B, seed=B)
+            loss, g = m.loss_and_grads(x, y, state)
+            tensors64 = {k: v.astype(np.float64) for k, v in m.params.tensors().items()}
+            r_loss, r_probs, cache = reference.forward(cfg, tensors64, x, y, state)
+            r_grads = reference.backward(cache)
+            assert loss == pytest.approx(r_loss, rel=1e-12), B
+            for name, v in g.tensors().items():
+                np.testing.assert_allclose(v, r_grads[name], rtol=0, atol=1e-12, err_msg=f"{name} B={B}")
+            np.testing.assert_allclose(m.predict(x, state), r_probs, rtol=0, atol=1e-12)
+
+
+def test_parallel_plan_needs_a_parallel_model():
+    with pytest.raises(UsageError, match="parallel=True"):
+        Model(make_config("lm")).use_plan(Plan(parallel=True))
+    with pytest.raises(UsageError, match="tiled"):
+        Plan(parallel=True, fwd="blas")  # unit chunks write rows of R: no BLAS call does that
+    with pytest.raises(UsageError):
+        Plan(fwd="mkl")
+
+
+def test_tune_plan_picks_a_plan_and_leaves_the_model_as_it_was():
+    cfg = make_config("lm", parallel=True)
+    m = perturbed_model(cfg)
+    x, y, state = make_batch(cfg)
+    loss, g = m.loss_and_grads(x, y, state)
+    before = g.flat.copy(), m.outputs().copy()
+    with thread_limits(numba_threads=min(2, numba.config.NUMBA_NUM_THREADS), blas_threads=1):
+        for train in (True, False):
+            plan = M.tune_plan(m, 6, 2, train)
+            assert isinstance(plan, Plan) and plan.parallel in (False, numba.get_num_threads() > 1)
+    np.testing.assert_array_equal(m.grads.flat, before[0])
+    np.testing.assert_array_equal(m.outputs(), before[1])
+    np.testing.assert_array_equal(m.backward().flat, before[0])  # the last batch is still the one
+
+
+def test_plans_are_measured_once_and_cached_and_a_corrupt_cache_is_measured_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(M.codegen, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(M, "_PLANS", {})
+    calls = []
+    real = M.tune_plan
+    monkeypatch.setattr(M, "tune_plan", lambda *a, **k: calls.append(a[1:]) or real(*a, **k))
+    (tmp_path / "lstm-plans.json").write_text('{"truncated": ')
+    cfg = make_config("classify")
+    a = Model(cfg)
+    pa = a.plan(4, 3)
+    assert calls == [(4, 3, True)]
+    saved = json.loads((tmp_path / "lstm-plans.json").read_text())
+    assert [Plan(**v) for v in saved.values()] == [pa]
+    monkeypatch.setattr(M, "_PLANS", {})  # a new process: reads the file, measures nothing
+    assert Model(cfg).plan(4, 3) == pa and len(calls) == 1
+    assert Model(cfg).plan(4, 3, train=False) and len(calls) == 2  # the forward-only route is its own
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,13 +427,17 @@ def test_bad_inputs_raise_usage_error():
 @pytest.mark.parametrize("task", TASKS)
 def test_kernel_source_runs_as_plain_python_with_same_result(task):
     """The kernel sections of model.py, run uncompiled (prange = range, np.dot with out), give
-    bit-identical results to the generated, compiled module: generation changes nothing."""
+    bit-identical results to the generated, compiled module: generation changes nothing. (The
+    BLAS plan: the tiled products are compiled with reassociation, whose sums no uncompiled
+    loop reproduces bit for bit; ``test_every_plan_matches_the_reference`` covers them.)"""
     from lstm_numba import model as source
 
     cfg = ModelConfig(task, hidden=3, layers=2, vocab_size=4 if task == "lm" else 0,
                       n_features=2 if task == "classify" else 0, dtype="float64")
     compiled, plain = perturbed_model(cfg), perturbed_model(cfg)
     plain._kernels = source
+    for m in (compiled, plain):
+        m.use_plan(Plan(fwd="blas", bwd="blas"))
     x, y, state = make_batch(cfg, T=3, B=2)
     lc, gc = compiled.loss_and_grads(x, y, state)
     lp, gp = plain.loss_and_grads(x, y, state)
