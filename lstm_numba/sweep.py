@@ -686,8 +686,8 @@ def _measure(s, c, ds, vs, compile_s, on_repeat, facts) -> list[dict]:
                 init_tensors = {k: np.array(a) for k, a in engines[v].model.params.tensors().items()}
                 params_count = _params_count(init_tensors)
             tracks[v].init = getattr(engines[v], "init", "same")
-            if v.backend == "numba" and hasattr(engines[v], "model"):
-                m = engines[v].model
+            m = getattr(engines[v], "model", None)
+            if v.backend == "numba" and hasattr(m, "plan"):  # (a test double has no plans)
                 tracks[v].plans = {"plan_train": m.plan(s.seq_len, s.batch).label,
                                    "plan_latency": m.plan(s.seq_len, 1, train=False).label,
                                    "plan_throughput": m.plan(s.seq_len, s.eval_batch, train=False).label}
