@@ -13,7 +13,7 @@ from mathbench import registry, runs, threads
 from mathbench.cliargs import choices, positive_ints, progress_factory, split_list
 from mathbench.errors import ArgumentParser, UsageError, run_cli
 
-from . import data as D, study, sweep
+from . import data as D, study, sweep, versus
 
 PROG = "lstm_numba"
 
@@ -253,33 +253,22 @@ def main_sweep(argv: list[str]) -> int:
 
 
 def main_report(argv: list[str]) -> int:
-    p = ArgumentParser(prog=f"{PROG} report", description="Print the summary of an LSTM run folder (a sweep or "
-                       "an accuracy study).")
+    p = ArgumentParser(prog=f"{PROG} report", description="Print the summary of an LSTM run folder (a sweep, "
+                       "an accuracy study or a vs-torch run).")
     p.add_argument("run")
     args = p.parse_args(argv)
     df, meta = runs.load_run(args.run)
+    # kind -> (the column its rows are keyed by, what it is called, what prints its summary)
+    kinds = {sweep.KIND: ("config_id", "an LSTM sweep", lambda: [sweep.summary(df), *sweep.status(df, meta)]),
+             study.KIND: ("unit_id", "an LSTM accuracy study", lambda: [study.summary(df), *study.status(df, meta)]),
+             versus.KIND: ("train_ratio", "a vs-torch run", lambda: [versus.report(Path(args.run))])}
     kind = meta.get("kind")
-    from . import versus
-
-    if kind == versus.KIND:
-        if "unit_id" not in df.columns or "train_ratio" not in df.columns:
-            raise UsageError(f"{args.run}/{runs.RESULTS} lacks the vs-torch columns; not a vs-torch run")
-        print(versus.report(Path(args.run)))
-        return 0
-    if kind == study.KIND:
-        if "unit_id" not in df.columns:
-            raise UsageError(f"{args.run}/{runs.RESULTS} has no unit_id column; not an LSTM accuracy study")
-        print(study.summary(df))
-        for line in study.status(df, meta):
-            print(line)
-        return 0
-    if kind != sweep.KIND:
-        raise UsageError(f"{args.run} is a {kind!r} run, not an {sweep.KIND} or {study.KIND} run")
-    if "config_id" not in df.columns:
-        raise UsageError(f"{args.run}/{runs.RESULTS} has no config_id column; not an LSTM sweep")
-    print(sweep.summary(df))
-    for line in sweep.status(df, meta):
-        print(line)
+    if kind not in kinds:
+        raise UsageError(f"{args.run} is a {kind!r} run, not an {sweep.KIND}, {study.KIND} or {versus.KIND} run")
+    column, what, lines = kinds[kind]
+    if column not in df.columns:
+        raise UsageError(f"{args.run}/{runs.RESULTS} has no {column} column; not {what}")
+    print("\n".join(lines()))
     return 0
 
 
@@ -726,8 +715,6 @@ def _recorded_train_series(meta: dict):
 
 
 def _versus_parser() -> argparse.ArgumentParser:
-    from . import versus
-
     d = versus.Settings()
     p = ArgumentParser(prog=f"{PROG} vs-torch", formatter_class=_DefaultsFormatter,
                        description=versus.__doc__.split("\n\n")[0].replace("``", "") + " " +
@@ -753,8 +740,6 @@ def _versus_parser() -> argparse.ArgumentParser:
 
 
 def main_versus(argv: list[str]) -> int:
-    from . import versus
-
     args = _versus_parser().parse_args(argv)
     s = versus.Settings(hidden=args.hidden, batch=args.batch, layers=args.layers, threads=args.threads,
                         seq_len=args.seq_len, passes=args.passes, rounds=args.rounds, sample_time=args.sample_time)

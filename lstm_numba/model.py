@@ -61,9 +61,9 @@ markers below is plain Python that reads the globals CELL_F, CELL_DY, GATE_F, GA
 registry's forward and backprop-form scalars). For a (cell, gate, parallel) choice its source text
 is copied into a generated module whose header imports the chosen scalars under those names and
 defines ``kernel``/``pkernel`` as ``njit`` (with the fastmath flags of the scalars that Numba
-inlines at IR level, ``cell_fastmath``: a ``numba_simd`` scalar takes its caller's flags) and
-PARALLEL as a constant; that module is disk-cached
-(``cache=True``) and its name hashes its text and the scalars' source files, so edits recompile.
+inlines at IR level, ``cell_fastmath``: a ``numba_simd`` scalar takes its caller's flags),
+``headkernel``/``dotkernel`` with fixed flags, and PARALLEL as a constant; that module is
+disk-cached (``cache=True``) and its name hashes its text and the scalars' source files, so edits recompile.
 The activation-independent kernels (``numba helpers`` markers: GEMM wrappers, heads, Adam) go
 into one generated module per variant that every pair imports, so they compile once; the heads'
 per-element loops use ``mathbench.simd``'s exp (and log1p), so they vectorize. The
@@ -428,11 +428,21 @@ def column_sums(A, out):
 
 @kernel
 def gather_input(idx, W_ih0, b1, b2, Z0, emb):
-    """LM layer 0: Z0[t, b] = W_ih0[:, idx[t, b]] + b1 + b2 (one-hot input as a column lookup).
-    The columns plus biases are packed first as the rows of ``emb`` (V, 4H), so every lookup is a
-    contiguous row copy (reading a column of W_ih0 directly strides by V)."""
+    """LM layer 0: Z0[t, b] = W_ih0[:, idx[t, b]] + (b1 + b2) (one-hot input as a column lookup).
+    With at least V lookups the columns plus biases are packed first as the rows of ``emb``
+    (V, 4H), so every lookup is a contiguous row copy (a column of W_ih0 strides by V); with fewer
+    (generating one token at a time) packing would cost more than it saves, and the columns are
+    read directly. Both give the same values."""
     T, B, M = Z0.shape
     V = W_ih0.shape[1]
+    if T * B < V:
+        for t in range(T):
+            for b in range(B):
+                col = idx[t, b]
+                z = Z0[t, b]
+                for m in range(M):
+                    z[m] = W_ih0[m, col] + (b1[m] + b2[m])
+        return
     for m in range(M):
         w = W_ih0[m]
         bias = b1[m] + b2[m]
@@ -448,10 +458,23 @@ def gather_input(idx, W_ih0, b1, b2, Z0, emb):
 
 @kernel
 def scatter_input(idx, dG, gW_ih0, emb):
-    """LM layer 0 weight gradient: gW_ih0[:, idx[t, b]] += dG[t, b] (zeroed first), summed as the
-    rows of ``emb`` (V, 4H) (contiguous adds) and transposed once at the end."""
+    """LM layer 0 weight gradient: gW_ih0[:, idx[t, b]] += dG[t, b] (zeroed first). With at least
+    V lookups summed as the rows of ``emb`` (V, 4H) (contiguous adds) and transposed once at the
+    end, with fewer into the columns directly (as ``gather_input``; the same sums in the same
+    order)."""
     T, B, M = dG.shape
     V = gW_ih0.shape[1]
+    if T * B < V:
+        for m in range(M):
+            for v in range(V):
+                gW_ih0[m, v] = 0
+        for t in range(T):
+            for b in range(B):
+                col = idx[t, b]
+                d = dG[t, b]
+                for m in range(M):
+                    gW_ih0[m, col] += d[m]
+        return
     for v in range(V):
         for m in range(M):
             emb[v, m] = 0
@@ -1196,21 +1219,33 @@ class Plan:
         return f"{how} fwd={self.fwd} bwd={self.bwd}"
 
 
-class _Workspace:
-    """Preallocated buffers for one (T, B) shape: nothing is allocated per timestep."""
+class _Buffers:
+    """What both routes need for one (T, B) shape: the per-timestep recurrent product, the zero
+    state, the outputs, placeholder targets and the LM's token-major input pack; and its plan."""
+
+    def __init__(self, cfg: ModelConfig, T: int, B: int):
+        L, H, O, dt = cfg.layers, cfg.hidden, cfg.n_out, cfg.np_dtype
+        lm = cfg.task == "lm"
+        self.T, self.B = T, B
+        self.R = np.zeros((B, 4 * H), dt)
+        self.zeros_state = np.zeros((L, B, H), dt)
+        self.P = np.zeros((T * B, O) if lm else (B,), dt)
+        self.dummy_targets = np.zeros((T, B), np.int64) if lm else np.zeros(B, dt)
+        self.emb = np.zeros((O, 4 * H), dt) if lm else None
+        self.plan: Plan | None = None
+
+
+class _Workspace(_Buffers):
+    """Preallocated buffers of training for one (T, B) shape: nothing is allocated per timestep."""
 
     def __init__(self, cfg: ModelConfig, T: int, B: int, max_chunks: int):
+        super().__init__(cfg, T, B)
         L, H, O, dt = cfg.layers, cfg.hidden, cfg.n_out, cfg.np_dtype
-        self.T, self.B = T, B
         self.Z = np.zeros((L, T, B, 4 * H), dt)
         self.Hs = np.zeros((L, T + 1, B, H), dt)
         self.Cs = np.zeros((L, T + 1, B, H), dt)
         self.TC = np.zeros((L, T, B, H), dt)
-        self.R = np.zeros((B, 4 * H), dt)
-        self.zeros_state = np.zeros((L, B, H), dt)
-        lm = cfg.task == "lm"
-        self.P = np.zeros((T * B, O) if lm else (B,), dt)
-        self.dL = np.zeros((T * B, O), dt) if lm else None
+        self.dL = np.zeros((T * B, O), dt) if cfg.task == "lm" else None
         self.dG = np.zeros((T, B, 4 * H), dt)
         self.dH = np.zeros((T, B, H), dt)
         self.tmp = np.zeros((B, H), dt)
@@ -1218,10 +1253,7 @@ class _Workspace:
         self._big = max(4 * H * max(cfg.n_in, H), O * H)  # largest weight-gradient matrix
         self.scratch = np.zeros(1, dt)
         self.ensure_scratch(cfg, max_chunks)
-        self.dummy_targets = np.zeros((T, B), np.int64) if lm else np.zeros(B, dt)
-        self.emb = np.zeros((O, 4 * H), dt) if lm else None  # LM: W_ih0 packed by token
         self.inputs = self.targets = None
-        self.plan: Plan | None = None
 
     def ensure_scratch(self, cfg: ModelConfig, nchunks: int) -> None:
         """Parallel weight gradients need one partial matrix per chunk."""
@@ -1235,27 +1267,21 @@ class _Workspace:
         return self.Hs[-1, 1:]
 
 
-class _InferSpace:
+class _InferSpace(_Buffers):
     """Buffers of the forward-only route for one (T, B) shape (``infer_stack``): one layer's
     pre-activations and two layers' hidden sequences, whatever the depth."""
 
     def __init__(self, cfg: ModelConfig, T: int, B: int):
-        L, H, O, dt = cfg.layers, cfg.hidden, cfg.n_out, cfg.np_dtype
-        self.T, self.B = T, B
+        super().__init__(cfg, T, B)
+        L, H, dt = cfg.layers, cfg.hidden, cfg.np_dtype
         self.Z = np.zeros((T, B, 4 * H), dt)
         self.Ha = np.zeros((T + 1, B, H), dt)
         self.Hb = np.zeros((T + 1, B, H), dt)
         self.C2 = np.zeros((2, B, H), dt)
         self.tc = np.zeros((B, H), dt)
-        self.R = np.zeros((B, 4 * H), dt)
         self.hT = np.zeros((L, B, H), dt)
         self.cT = np.zeros((L, B, H), dt)
-        self.zeros_state = np.zeros((L, B, H), dt)
-        self.P = np.zeros((T * B, O) if cfg.task == "lm" else (B,), dt)
-        self.dummy_targets = np.zeros((T, B), np.int64) if cfg.task == "lm" else np.zeros(B, dt)
-        self.emb = np.zeros((O, 4 * H), dt) if cfg.task == "lm" else None
         self.top = 0
-        self.plan: Plan | None = None
 
     def final_state(self):
         return self.hT.copy(), self.cT.copy()
@@ -1336,7 +1362,7 @@ class Model:
         ws.ensure_scratch(self.config, self.nchunks)
         return ws
 
-    def _state(self, state, ws: _Workspace):
+    def _state(self, state, ws: _Buffers):
         if state is None:
             return ws.zeros_state, ws.zeros_state
         h0, c0 = state
@@ -1616,14 +1642,18 @@ def _plans_path() -> Path:
     return codegen.cache_dir() / "lstm-plans.json"
 
 
+@lru_cache(maxsize=None)
+def _source_hash() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
 def _plan_key(model: "Model", T: int, B: int, train: bool) -> str:
     """Everything a measured plan depends on: the machine, the kernels' source, the shape, the
     activations, the thread count."""
     from mathbench.runs import _cpu
 
     cfg = model.config
-    src = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    return "|".join(map(str, (_cpu()["model"], src, numba.__version__, cfg.task, cfg.layers, cfg.hidden, cfg.n_in,
+    return "|".join(map(str, (_cpu()["model"], _source_hash(), numba.__version__, cfg.task, cfg.layers, cfg.hidden, cfg.n_in,
                               cfg.n_out, cfg.dtype, cfg.cell, cfg.gate, bool(cfg.parallel),
                               numba.get_num_threads() if cfg.parallel else 1, T, B, "train" if train else "infer")))
 

@@ -269,25 +269,12 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     datasets = sweep.load_datasets(_as_sweep_settings(s))
     plan = [(u, unit_id(s, u, datasets[u.task])) for u in units(s)]
     code = code_version(s)
-    run_dir = runs.new_run_dir(KIND, out, resume=True)
-    meta_path = run_dir / runs.METADATA
-    resumed = meta_path.exists()
-    if resumed:
-        meta = runs.read_metadata(run_dir)
-        sweep.check_code_version(meta, code, resume_anyway)
-    done = sweep.prepare_resume(run_dir, COLUMNS, "unit_id", "unit_rows", "accuracy study") if resumed else set()
     command = "python -m lstm_numba accuracy " + " ".join(argv)
-    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
-               "command": command, "git": runs.git_state(), "code_version": code, "settings": s.to_dict(),
-               "units_planned": len(plan), "units_already_done": sum(uid in done for _, uid in plan)}
-    if resumed:
-        session["machine_state"] = meta["machine_state"] = {"before": runs.machine_state()}
-        meta.setdefault("sessions", []).append(session)
-        meta["finished"] = False
-    else:
-        meta = runs.metadata(KIND, ["accuracy", *argv], settings=s.to_dict(), sessions=[session], finished=False)
-        meta["command"] = command
-        session["machine_state"] = meta["machine_state"]
+    run_dir, meta, session, resumed = sweep.open_run(KIND, out, argv, command, code, s.to_dict(), resume_anyway,
+                                                     meta_argv=["accuracy", *argv])
+    meta_path = run_dir / runs.METADATA
+    done = sweep.prepare_resume(run_dir, COLUMNS, "unit_id", "unit_rows", "accuracy study") if resumed else set()
+    session.update(units_planned=len(plan), units_already_done=sum(uid in done for _, uid in plan))
     meta["plan"] = [uid for _, uid in plan]
     meta["data"] = {t: sweep.data_info(ds) for t, ds in datasets.items()}
     meta["variants"] = [f"{c}/{g}" for c, g in s.pairs]

@@ -930,6 +930,28 @@ def check_code_version(meta: dict, code: str, resume_anyway: bool) -> None:
                      "or --resume-anyway to mix them")
 
 
+def open_run(kind: str, out, argv: list[str], command: str, code: str, settings: dict,
+             resume_anyway: bool, meta_argv: Optional[list] = None) -> tuple[Path, dict, dict, bool]:
+    """The run folder of a sweep, study or vs-torch run, new or resumed: (folder, its metadata
+    with a new session appended and ``finished`` False, that session, resumed). A resumed
+    folder's code version is checked before anything in it changes; nothing is written here."""
+    run_dir = runs.new_run_dir(kind, out, resume=True)
+    resumed = (run_dir / runs.METADATA).exists()
+    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
+               "command": command, "git": runs.git_state(), "code_version": code, "settings": settings}
+    if resumed:
+        meta = runs.read_metadata(run_dir)
+        check_code_version(meta, code, resume_anyway)
+        session["machine_state"] = meta["machine_state"] = {"before": runs.machine_state()}
+        meta.setdefault("sessions", []).append(session)
+    else:
+        meta = runs.metadata(kind, meta_argv or argv, settings=settings, sessions=[session])
+        meta["command"] = command
+        session["machine_state"] = meta["machine_state"]
+    meta["finished"] = False
+    return run_dir, meta, session, resumed
+
+
 def _measure_all(s, todo, datasets, vs, compile_s, facts, bar, writer) -> None:
     """Compile and measure every configuration still to do, writing each one's rows as it ends."""
     for c, _ in todo:
@@ -963,25 +985,11 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     vs = variants(s, with_peer)
     plan = [(c, config_id(s, c, datasets[c.task])) for c in configs(s)]
     code = code_version(s)
-    run_dir = runs.new_run_dir(KIND, out, resume=True)
-    meta_path = run_dir / runs.METADATA
-    resumed = meta_path.exists()
-    if resumed:
-        meta = runs.read_metadata(run_dir)
-        check_code_version(meta, code, resume_anyway)  # before anything in the folder changes
-    done = prepare_resume(run_dir) if resumed else set()
     command = "python -m lstm_numba " + " ".join(argv)
-    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
-               "command": command, "git": runs.git_state(), "code_version": code, "settings": s.to_dict(),
-               "configs_planned": len(plan), "configs_already_done": sum(cid in done for _, cid in plan)}
-    if resumed:
-        session["machine_state"] = meta["machine_state"] = {"before": runs.machine_state()}
-        meta.setdefault("sessions", []).append(session)
-        meta["finished"] = False
-    else:
-        meta = runs.metadata(KIND, argv, settings=s.to_dict(), sessions=[session], finished=False)
-        meta["command"] = command
-        session["machine_state"] = meta["machine_state"]
+    run_dir, meta, session, resumed = open_run(KIND, out, argv, command, code, s.to_dict(), resume_anyway)
+    meta_path = run_dir / runs.METADATA
+    done = prepare_resume(run_dir) if resumed else set()
+    session.update(configs_planned=len(plan), configs_already_done=sum(cid in done for _, cid in plan))
     meta["plan"] = [cid for _, cid in plan]  # what "finished" means for report's "k of n"
     meta["data"] = {t: data_info(ds) for t, ds in datasets.items()}
     meta["peer"] = {"torch": peers.version(), "used": with_peer}

@@ -25,7 +25,6 @@ Rows are appended as each shape finishes; running again with the same --out resu
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import subprocess
 import sys
@@ -197,23 +196,12 @@ def run(s: Settings, out, argv: list[str], resume_anyway: bool = False) -> tuple
     """Measure (or resume) the grid into a run folder, one process per pass."""
     validate(s)
     code = code_version()
-    run_dir = runs.new_run_dir(KIND, out, resume=True)
+    command = "python -m lstm_numba vs-torch " + " ".join(argv)
+    run_dir, meta, session, resumed = sweep.open_run(KIND, out, argv, command, code, s.to_dict(), resume_anyway,
+                                                     meta_argv=["vs-torch", *argv])
+    if resumed and meta.get("settings") != s.to_dict():
+        raise UsageError(f"{run_dir} holds a vs-torch run with other settings; choose a new --out")
     meta_path = run_dir / runs.METADATA
-    command = "python -m lstm_numba " + " ".join(argv)
-    session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": list(argv),
-               "command": command, "git": runs.git_state(), "code_version": code}
-    if meta_path.exists():
-        meta = runs.read_metadata(run_dir)
-        if meta.get("settings") != s.to_dict():
-            raise UsageError(f"{run_dir} holds a vs-torch run with other settings; choose a new --out")
-        sweep.check_code_version(meta, code, resume_anyway)
-        meta.setdefault("sessions", []).append(session)
-        session["machine_state"] = meta["machine_state"] = {"before": runs.machine_state()}
-    else:
-        meta = runs.metadata(KIND, argv, settings=s.to_dict(), sessions=[session], finished=False)
-        meta["command"] = command
-        session["machine_state"] = meta["machine_state"]
-    meta["finished"] = False
     meta["peer"] = {"torch": peers.version()}
     meta["plan"] = [shape_id(s, sh) for sh in shapes(s)]
     runs.write_json(meta_path, meta)
