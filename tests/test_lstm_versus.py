@@ -73,3 +73,61 @@ def test_tiny_run_writes_rows_summary_and_resumes(tmp_path):
     p2 = subprocess.run(cmd, capture_output=True, text=True)  # everything done: nothing measured again
     assert p2.returncode == 0 and "pass 1/2 [" not in p2.stderr
     assert len(runs.load_run(out)[0]) == 2
+
+
+class _FakeTorch:
+    def __init__(self, *a, **kw):
+        pass
+
+    def train_step(self, x, y):
+        pass
+
+    def predict(self, x):
+        pass
+
+
+def test_measure_shape_ratio_is_torch_over_numba(monkeypatch):
+    """Through measure_shape: torch's rounds take 3 s, Numba's 1 s -> both ratios 3 (the wrong
+    baseline or direction would give 1/3)."""
+    from mathbench import harness
+    from lstm_numba import data as D
+
+    def fake(cands, **kw):
+        secs = {"numba": 1.0, "torch": 3.0}
+        return {c.key: harness.Measurement(c.key, 1, np.full(5, secs[c.key]), secs[c.key], secs[c.key],
+                                           secs[c.key], 0) for c in cands}
+
+    monkeypatch.setattr(versus.harness, "measure_interleaved", fake)
+    monkeypatch.setattr(versus.peers, "TorchEngine", _FakeTorch)
+    monkeypatch.setattr(versus.sweep, "sgemm_reference", lambda flops, dt, t: (100.0, 64))
+    s = versus.Settings(hidden=[4], batch=[2], layers=[1], threads=[1], seq_len=5)
+    row = versus.measure_shape(s, (1, 4, 2, 1), D.default_text(), {})
+    assert row["train_ratio"] == pytest.approx(3.0) and row["infer_ratio"] == pytest.approx(3.0)
+    assert (row["numba_train_s"], row["torch_train_s"]) == (1.0, 3.0)
+    assert row["gemm_efficiency"] == pytest.approx(row["train_flops"] / 1e9 / 100.0)
+
+
+def _fake_vs_folder(tmp_path, settings, columns=("train_ratio",)):
+    out = tmp_path / "vs"
+    out.mkdir()
+    meta = runs.metadata(versus.KIND, [], settings=settings, sessions=[{"code_version": versus.code_version()}])
+    runs.write_json(out / runs.METADATA, meta)
+    (out / runs.RESULTS).write_text(",".join(["unit_id", *columns]) + "\r\n")
+    return out
+
+
+@pytest.mark.skipif(not peers.available(), reason="validation needs the peers extra (torch)")
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    out = _fake_vs_folder(tmp_path, versus.Settings(hidden=[8]).to_dict())
+    before = (out / runs.METADATA).read_text()
+    p = subprocess.run([sys.executable, "-m", "lstm_numba", "vs-torch", "--hidden", "16", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "other settings" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert (out / runs.METADATA).read_text() == before  # nothing written
+
+
+def test_report_refuses_a_vs_torch_folder_without_its_columns(tmp_path):
+    out = _fake_vs_folder(tmp_path, versus.Settings().to_dict(), columns=("hidden",))
+    p = subprocess.run([sys.executable, "-m", "lstm_numba", "report", str(out)], capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "has no train_ratio column; not a vs-torch run" in p.stderr
