@@ -849,9 +849,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
         row["timing_interval"] = interval_kind(len(tr.step))
         row["latency_interval"] = interval_kind(len(tr.lat))
         row["quality_interval"], row["quality_samples"] = interval_kind(nq), nq
-        for loop, info in (facts.get((c.task, c.dtype, c.threads > 1, v)) or {}).items():
-            row[f"{loop}_vectorized"], row[f"{loop}_simd_bits"] = info["vectorized"], info["simd_bits"]
-            row[f"{loop}_libm"] = info["libm_calls"] or "none"
+        row.update(loop_columns(facts.get((c.task, c.dtype, c.threads > 1, v)) or {}))
         rows.append(row)
     return rows
 
@@ -1053,6 +1051,15 @@ def _kind(r: dict, column: str, count: str) -> str:
         return interval_kind(int(r.get(count)))
     except (TypeError, ValueError):
         return RANGE
+
+
+def loop_columns(facts: dict) -> dict:
+    """``model.loop_facts`` as row cells: ``{loop}_vectorized``, ``_simd_bits``, ``_libm``."""
+    out = {}
+    for loop, info in facts.items():
+        out[f"{loop}_vectorized"], out[f"{loop}_simd_bits"] = info["vectorized"], info["simd_bits"]
+        out[f"{loop}_libm"] = info["libm_calls"] or "none"
+    return out
 
 
 def _loops(r: dict) -> list[str]:

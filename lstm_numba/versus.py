@@ -16,7 +16,8 @@ process, because one process's rounds understate run-to-run spread. The summary 
 shape, the median of the passes' ratios and their range (min..max, n = passes; not a confidence
 interval). JIT compile time is measured once per process before any timing, in its own column.
 
-Per row also: the training step's achieved GFLOP/s (``model.matmul_flops`` / time) for both, and
+Per row also: which loops vectorized (``model.loop_facts``, as the sweep reports them), the
+training step's achieved GFLOP/s (``model.matmul_flops`` / time) for both, and
 the GFLOP/s of one plain square sgemm with the same FLOPs at the same thread count measured in the
 same process (``sweep.sgemm_reference``), so ``gemm_efficiency`` = Numba's / sgemm's.
 
@@ -38,7 +39,7 @@ from mathbench import harness, runs, threads
 from mathbench.errors import UsageError
 
 from . import data as D, peers, sweep
-from .model import Model, ModelConfig, matmul_flops
+from .model import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
 from .optim import Adam
 
 KIND = "lstm-vs-torch"
@@ -47,6 +48,8 @@ SUMMARY = "summary.csv"
 COLUMNS = [
     "unit_id", "shape_id", "pass", "task", "layers", "hidden", "batch", "threads", "seq_len", "vocab", "dtype",
     "variant", "plan_train", "plan_infer",
+    # what vectorized: per loop of the compiled kernels (model.LOOPS), as in the sweep
+    *[f"{loop}_{k}" for loop in LOOPS for k in ("vectorized", "simd_bits", "libm")],
     # seconds per call (median of rounds) and the paired ratio time(torch) / time(Numba), its
     # bootstrap interval over this process's rounds ("rounds" column says how many)
     "numba_train_s", "torch_train_s", "train_ratio", "train_ratio_lo", "train_ratio_hi",
@@ -116,8 +119,10 @@ def _config(ds, shape, seed) -> ModelConfig:
                        gate=sweep.BASELINE[1], dtype="float32", parallel=t > 1, seed=seed)
 
 
-def measure_shape(s: Settings, shape: tuple, ds, compile_s: dict) -> dict:
-    """One row: the interleaved training-step and inference pairs of one shape."""
+def measure_shape(s: Settings, shape: tuple, ds, compile_s: dict, facts: dict | None = None) -> dict:
+    """One row: the interleaved training-step and inference pairs of one shape. ``compile_s`` and
+    ``facts`` keep this process's compile times and loop facts (read once per kernel variant)."""
+    facts = {} if facts is None else facts
     L, H, B, t = shape
     t_start = time.perf_counter()
     T = s.seq_len
@@ -131,6 +136,8 @@ def measure_shape(s: Settings, shape: tuple, ds, compile_s: dict) -> dict:
         key = (L, t > 1)
         if key not in compile_s:
             compile_s[key] = Model(cfg).compile()
+        if cfg.parallel not in facts:
+            facts[cfg.parallel] = loop_facts(cfg)  # from the assembly, not timed
         m = Model(cfg)
         opt = Adam(m, lr=1e-3)
         m.prepare(T, B)  # allocates and settles the plans before any timing
@@ -164,7 +171,8 @@ def measure_shape(s: Settings, shape: tuple, ds, compile_s: dict) -> dict:
                train_flops=flops, numba_train_gflops=flops / tr["numba"].median / 1e9,
                torch_train_gflops=flops / tr["torch"].median / 1e9, sgemm_gflops=sg, sgemm_n=sg_n,
                gemm_efficiency=flops / tr["numba"].median / 1e9 / sg, compile_s=compile_s[(L, t > 1)],
-               unit_rows=1, wall_s=time.perf_counter() - t_start, **info)
+               unit_rows=1, wall_s=time.perf_counter() - t_start, **info,
+               **sweep.loop_columns(facts[cfg.parallel]))
     return row
 
 
@@ -176,10 +184,11 @@ def worker(run_dir: Path, k: int) -> None:
     ds = D.default_text()
     code = code_version()
     compile_s: dict = {}
+    facts: dict = {}
     todo = [sh for sh in shapes(s) if f"{shape_id(s, sh)}-p{k}" not in done]
     with runs.ResultsWriter(run_dir, COLUMNS) as writer:
         for n, sh in enumerate(todo, 1):
-            row = measure_shape(s, sh, ds, compile_s)
+            row = measure_shape(s, sh, ds, compile_s, facts)
             row.update(unit_id=f"{row['shape_id']}-p{k}", code_version=code, **{"pass": k})
             writer.write(row)
             L, H, B, t = sh
@@ -294,8 +303,9 @@ def efficiency_line(summary) -> list[str]:
 def report(run_dir: Path) -> str:
     df, meta = runs.load_run(run_dir)
     summ = summarize(df)
-    lines = [table(summ), "", "plans (measured per shape):", *crossover(summ), "", "GEMM efficiency:",
-             *efficiency_line(summ)]
+    lines = [table(summ), "", f"Numba: {df['variant'].iloc[0]}; loops ({', '.join(LOOPS)}): "
+             + ", ".join(sorted({", ".join(sweep._loops(r)) for r in df.to_dict("records")})),
+             "", "plans (measured per shape):", *crossover(summ), "", "GEMM efficiency:", *efficiency_line(summ)]
     if not meta.get("finished"):
         lines.append(f"\nunfinished: {len(df)} of {len(meta.get('plan', [])) * meta['settings']['passes']} "
                      "(shape, pass) units; run again with the same --out to resume")

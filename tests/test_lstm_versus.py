@@ -105,6 +105,9 @@ def test_measure_shape_ratio_is_torch_over_numba(monkeypatch):
     assert row["train_ratio"] == pytest.approx(3.0) and row["infer_ratio"] == pytest.approx(3.0)
     assert (row["numba_train_s"], row["torch_train_s"]) == (1.0, 3.0)
     assert row["gemm_efficiency"] == pytest.approx(row["train_flops"] / 1e9 / 100.0)
+    # the row says what vectorized: the baseline pair's loops, read from the assembly
+    assert row["variant"] == "tanh:numba_simd/sigmoid:numba_simd"
+    assert all(row[f"{loop}_vectorized"] is True and row[f"{loop}_libm"] == "none" for loop in versus.LOOPS)
 
 
 def _fake_vs_folder(tmp_path, settings, columns=("train_ratio",)):
