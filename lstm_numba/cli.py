@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from mathbench import registry, runs, threads
-from mathbench.cliargs import choices, positive_ints, progress_factory, split_list
-from mathbench.errors import ArgumentParser, UsageError, run_cli
+from mathbench import registry
+from mathbench import runs, threads
+from mathbench import choices, positive_ints, progress_factory, split_list
+from mathbench import ArgumentParser, UsageError, run_cli
 
 from . import data as D, study, sweep, versus
 
@@ -215,7 +216,7 @@ def make_settings(args) -> sweep.Settings:
 
 
 def list_activations() -> str:
-    from mathbench.report import table
+    from mathbench import table
 
     rows = []
     for a in registry.REGISTRY.values():

@@ -12,7 +12,7 @@ Two tasks:
 
 Every problem with a file (missing, empty, truncated, malformed, missing columns, non-numeric or
 non-finite values, times out of order, too short for the sequence length) raises
-:class:`mathbench.errors.UsageError` with the file name and, where it applies, the line number; the
+:class:`mathbench.UsageError` with the file name and, where it applies, the line number; the
 CLI turns it into one line and exit code 2.
 
 Every data set carries ``sha256``, a hash of its content (of the file's bytes; for the embedded
@@ -35,7 +35,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from mathbench.errors import UsageError
+from mathbench import UsageError
 
 #: Fraction of a text that is held out (its tail) for the held-out loss.
 HELD_OUT_FRACTION = 0.1

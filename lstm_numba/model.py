@@ -8,8 +8,8 @@ dtype="float32", parallel=False, seed=0, forget_bias=1.0)``
     ``vocab_size`` classes at every timestep) or ``"classify"`` (``n_features`` floats per timestep
     in, the last timestep's top hidden state -> one logit -> sigmoid binary cross-entropy).
     ``cell``/``gate`` are registry specs (``"tanh"``, ``"isru"``, ``"tanh:numba_rational"``) for the
-    two activation slots. Bad values raise ``mathbench.errors.UsageError`` (unknown names:
-    ``mathbench.registry.UnknownName``) when the config is built.
+    two activation slots. Bad values raise ``mathbench.UsageError`` (unknown names:
+    ``mathbench.UnknownName``) when the config is built.
 ``init_params(config) -> Params``
     Glorot/Xavier-uniform weights, zero biases except ``forget_bias`` on the forget gate of
     ``bias_ih``. Depends only on ``seed``, the shapes and the dtype -- never on the activations, so
@@ -56,7 +56,7 @@ the big matrix products and the optimizer into ``numba.get_num_threads()`` chunk
 BLAS from worker threads, so the caller must limit BLAS to one thread (``train.thread_limits``;
 ``train.train`` does it). The serial variant never starts Numba's thread pool.
 
-How activations plug in (see ``mathbench.codegen``): the code between the ``numba cell``
+How activations plug in (see ``mathbench.core.codegen``): the code between the ``numba cell``
 markers below is plain Python that reads the globals CELL_F, CELL_DY, GATE_F, GATE_DY (the
 registry's forward and backprop-form scalars). For a (cell, gate, parallel) choice its source text
 is copied into a generated module whose header imports the chosen scalars under those names and
@@ -66,7 +66,7 @@ inlines at IR level, ``cell_fastmath``: a ``numba_simd`` scalar takes its caller
 disk-cached (``cache=True``) and its name hashes its text and the scalars' source files, so edits recompile.
 The activation-independent kernels (``numba helpers`` markers: GEMM wrappers, heads, Adam) go
 into one generated module per variant that every pair imports, so they compile once; the heads'
-per-element loops use ``mathbench.simd``'s exp (and log1p), so they vectorize. The
+per-element loops use ``mathbench.functions.simd``'s exp (and log1p), so they vectorize. The
 backward pass uses the registry's backprop forms ``dfdy`` on stored outputs, so a new activation
 needs no edits here. Read outside a generated module, the kernels run as (slow) plain Python with
 tanh/sigmoid.
@@ -99,16 +99,12 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS now, so threadpoolctl sees it)
 from numba import prange
 
-from mathbench import codegen, jit as mjit, registry, simd
-from mathbench.errors import UsageError
-from mathbench.jit import c
-# Defaults for reading/running the kernel section as plain Python; generated modules rebind them.
-from mathbench.scalars import sigmoid_dy as GATE_DY
-from mathbench.scalars import sigmoid_exp as GATE_F
-from mathbench.scalars import tanh_dy as CELL_DY
-from mathbench.scalars import tanh_libm as CELL_F
-from mathbench.simd import _log1p_unit as log1p_unit  # log(1 + u) on [0, 1], vectorizable
-from mathbench.simd import exp_core
+from mathbench import UsageError, c, codegen, exp_core, log1p_unit, registry
+
+# Defaults for reading/running the kernel section as plain Python (the seed's tanh/sigmoid);
+# generated modules rebind them.
+CELL_F, CELL_DY = (lambda i: (i.forward, i.dfdy))(registry.resolve("tanh")[1])
+GATE_F, GATE_DY = (lambda i: (i.forward, i.dfdy))(registry.resolve("sigmoid")[1])
 
 __all__ = ["ModelConfig", "Params", "Model", "Plan", "init_params", "compile_model", "loop_facts", "tune_plan",
            "LOOPS", "TASKS", "DTYPES"]
@@ -136,7 +132,7 @@ def headkernel(fn):  # generated modules: njit(fastmath=HEAD_FASTMATH, **JIT_OPT
     return fn
 
 
-# The heads' loops inline mathbench.simd's exp/log1p at Numba IR level, where they take the
+# The heads' loops inline mathbench.functions.simd's exp/log1p at Numba IR level, where they take the
 # loop's flags: FMA contraction is what their accuracy bounds were measured with.
 HEAD_FASTMATH = frozenset({"contract"})
 # The tiled recurrent products sum in registers: reassociation lets each dot product use SIMD
@@ -655,7 +651,7 @@ def recurrent_grad(W, D, dH, tmp, b0, b1, blas):
 @headkernel
 def exp_shifted(row, m):
     """row[v] = e^(row[v] - m): the softmax head's per-element loop, a vectorizable exp
-    (``mathbench.simd.exp_core``; libm ``expf`` would keep it scalar) with no reduction in it
+    (``mathbench.exp_core``; libm ``expf`` would keep it scalar) with no reduction in it
     (a float sum needs reassociation to vectorize, which exp_core's range reduction forbids)."""
     for v in range(row.shape[0]):
         row[v] = exp_core(row[v] - m)
@@ -702,7 +698,7 @@ def softmax_xent_backward(P, tgt, dL):
 def bce_terms(z, y, P, loss):
     """Per batch row: loss[b] = max(z, 0) - z y + log(1 + e^-|z|) (never overflows) and
     P[b] = sigmoid(z). The classification head's per-element loop: a vectorizable exp and
-    log1p on (0, 1] (``mathbench.simd``), no libm call, no reduction. The arrays must not
+    log1p on (0, 1] (``mathbench.functions.simd``), no libm call, no reduction. The arrays must not
     overlap: LLVM checks that at run time and takes its scalar loop if they do."""
     for b in range(z.shape[0]):
         zb = z[b]
@@ -1122,8 +1118,7 @@ def _header(doc: str, parallel: bool, imports: list[str], fastmath=frozenset()) 
         "import math",
         "import numpy as np",
         "from numba import njit, prange",
-        f"from {mjit.__name__} import JIT_OPTIONS, c",
-        f"from {simd.__name__} import exp_core, _log1p_unit as log1p_unit",
+        "from mathbench import JIT_OPTIONS, c, exp_core, log1p_unit",
         *imports,
         f"kernel = njit(fastmath={fm}, **JIT_OPTIONS)",
         f"pkernel = njit(parallel={bool(parallel)}, fastmath={fm}, **JIT_OPTIONS)",
@@ -1139,7 +1134,7 @@ def helpers(parallel: bool):
     """The activation-independent kernels (GEMM wrappers, heads, Adam): one generated module per
     variant, so a new activation pair compiles only the cell section."""
     text = _header(f"helpers, parallel={bool(parallel)}", parallel, []) + _section(_HELPERS)
-    return codegen.load_module("lstm_numba_helpers", text, [inspect.getsourcefile(mjit), inspect.getsourcefile(simd)])
+    return codegen.load_module("lstm_numba_helpers", text, [inspect.getsourcefile(c), inspect.getsourcefile(exp_core.py_func)])
 
 
 def _scalars(cell: str, gate: str) -> dict:
@@ -1151,7 +1146,7 @@ def _scalars(cell: str, gate: str) -> dict:
 def cell_fastmath(cell: str, gate: str) -> frozenset:
     """The cell kernels' fastmath flags: the union of the four scalars' own. A scalar inlined at
     Numba IR level (``numba_simd``: ``inline="always"``) is lowered with its caller's flags, so
-    the loop must carry them (as ``mathbench.kernels`` does); a scalar called as a function keeps
+    the loop must carry them (as ``mathbench.functions.kernels`` does); a scalar called as a function keeps
     its own (``isru:numba_rsqrt``'s arcp/afn must not reach the rest of the loop). Pairs of plain
     scalars (the seed's tanh/sigmoid) get none, as before."""
     flags = set()
@@ -1174,7 +1169,7 @@ def module_text(cell: str, gate: str, parallel: bool) -> tuple[str, list[str]]:
     text = _header(f"cell={cell!r}, gate={gate!r}, parallel={bool(parallel)}", parallel, imports,
                    cell_fastmath(cell, gate))
     deps = {inspect.getsourcefile(fn.py_func) for fn in fns.values()}
-    deps |= {inspect.getsourcefile(mjit), inspect.getsourcefile(simd), hmod.__file__}
+    deps |= {inspect.getsourcefile(c), inspect.getsourcefile(exp_core.py_func), hmod.__file__}
     return text + _section(_CELL), sorted(deps)
 
 
@@ -1650,7 +1645,7 @@ def _source_hash() -> str:
 def _plan_key(model: "Model", T: int, B: int, train: bool) -> str:
     """Everything a measured plan depends on: the machine, the kernels' source, the shape, the
     activations, the thread count."""
-    from mathbench.runs import _cpu
+    from mathbench import cpu_info as _cpu
 
     cfg = model.config
     return "|".join(map(str, (_cpu()["model"], _source_hash(), numba.__version__, cfg.task, cfg.layers, cfg.hidden, cfg.n_in,
@@ -1757,10 +1752,10 @@ def function_asm(asm: str, py_name: str) -> str:
 def loop_facts(config: ModelConfig) -> dict:
     """``{loop: {"vectorized", "simd_bits", "libm_calls"}}`` for the loops in ``LOOPS`` as
     compiled for ``config`` (its pair, dtype and threading), from their assembly
-    (``mathbench.kernels.simd_info``). Numba cannot show the assembly of code loaded from its
+    (``mathbench.simd_info``). Numba cannot show the assembly of code loaded from its
     disk cache, so each loop is compiled once more uncached with the same options and types,
     and the facts are saved beside the cache (keyed by the generated module's hashed name)."""
-    from mathbench.kernels import _load_simd_cache, _save_simd_cache, simd_info
+    from mathbench import load_simd_facts as _load_simd_cache, save_simd_facts as _save_simd_cache, simd_info
 
     mod = kernels(config.cell, config.gate, bool(config.parallel))
     path = codegen.cache_dir() / f"simd-{mod.__name__}.json"

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from mathbench.errors import UsageError
+from mathbench import UsageError
 
 
 class Adam:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from mathbench.errors import UsageError
+from mathbench import UsageError
 
 TORCH_VERSION = "2.13.0"  # the `peers` extra pins exactly this version
 

@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 
 from mathbench import runs, stats, threads
-from mathbench.errors import UsageError
+from mathbench import UsageError
 
 from . import baselines as BL
 from . import data as D
@@ -473,7 +473,7 @@ def _p(v: float) -> str:
 def summary(df, unit_ids: Optional[list] = None) -> str:
     """The comparison as text: absolute quality and baselines per shape, then the paired
     differences."""
-    from mathbench.report import table
+    from mathbench import table
 
     if unit_ids is not None:
         df = df[df["unit_id"].isin(unit_ids)]

@@ -61,8 +61,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mathbench import codegen, harness, jit, registry, runs, simd, stats, threads
-from mathbench.errors import UsageError
+from mathbench import c as _jit_c, codegen, exp_core, harness, registry, runs, stats, threads
+from mathbench import UsageError
 
 from . import baselines as BL
 from . import data as D
@@ -358,7 +358,8 @@ def code_files(pairs) -> set:
     timing harness, statistics, thread control, code generation, and the scalar activations of
     the chosen pairs."""
     files = {m.__file__ for m in (sys.modules[__name__], sys.modules[Model.__module__], optim, D, BL, peers, harness,
-                                  stats, registry, threads, jit, codegen, simd)}
+                                  stats, registry, threads, codegen)}
+    files |= {inspect.getsourcefile(_jit_c), inspect.getsourcefile(exp_core.py_func)}  # JIT options, SIMD exp
     for pair in pairs:
         for spec in pair:
             impl = registry.resolve(spec)[1]
@@ -1089,7 +1090,7 @@ def summary(df, config_ids: Optional[list] = None) -> str:
     validation-chosen checkpoint with its state against the baselines, the difference from the
     baseline (only between models that learned something), and the chosen step; then which loops
     vectorized, per variant. Intervals say what they are (95% CI, or the range of few samples)."""
-    from mathbench.report import table
+    from mathbench import table
 
     if config_ids is not None:
         df = df[df["config_id"].isin(config_ids)]
@@ -1202,7 +1203,7 @@ def _quality_verdict(task: str, recs: list[dict]) -> list[str]:
 def _loop_table(recs: list[dict]) -> list[str]:
     """Which loops vectorized, once per variant (the facts depend on the variant, dtype and
     threading, not on the shape)."""
-    from mathbench.report import table
+    from mathbench import table
 
     seen, rows = set(), []
     for r in recs:

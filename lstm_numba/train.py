@@ -65,7 +65,7 @@ from typing import Callable, Optional
 import numba
 import numpy as np
 
-from mathbench.errors import UsageError
+from mathbench import UsageError
 
 from .model import Model, ModelConfig, Params
 from .optim import Adam

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mathbench import harness, runs, threads
-from mathbench.errors import UsageError
+from mathbench import UsageError
 
 from . import data as D, peers, sweep
 from .model import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
@@ -313,6 +313,6 @@ def report(run_dir: Path) -> str:
 
 
 if __name__ == "__main__":  # one pass in its own process (``run`` starts it)
-    from mathbench.errors import run_cli
+    from mathbench import run_cli
 
     sys.exit(run_cli(lambda a: worker(Path(a[0]), int(a[1])) or 0, sys.argv[1:], prog="lstm_numba vs-torch pass"))

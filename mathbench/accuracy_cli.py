@@ -1,7 +1,7 @@
 """``python -m mathbench accuracy``: the accuracy of every selected kernel, written as a run folder.
 
-Without ``--exhaustive``: the dense grid of :mod:`mathbench.accuracy` against mpmath (seconds).
-With it: every float32 input and a 1e8-point float64 grid (:mod:`mathbench.exhaustive`; about
+Without ``--exhaustive``: the dense grid of :mod:`mathbench.accuracy.measure` against mpmath (seconds).
+With it: every float32 input and a 1e8-point float64 grid (:mod:`mathbench.accuracy.exhaustive`; about
 two minutes per float32 kernel on two cores). One row per (function, implementation, form,
 dtype), written as each kernel finishes; running again with the same ``--out`` resumes.
 """
@@ -11,9 +11,11 @@ import argparse
 import math
 import time
 
-from . import exhaustive, registry, runs
-from .cliargs import choices, progress_factory, split_list
-from .errors import ArgumentParser, UsageError
+from .accuracy import exhaustive
+from .functions import registry
+from .core import runs
+from .core.cliargs import choices, progress_factory, split_list
+from .core.errors import ArgumentParser, UsageError
 
 # the histogram, one column per bin: errors <= 0.5 ulp, <= 1, ...; the last bin includes inf
 _BINS = [f"n_ulp_le_{e:g}" for e in exhaustive.EDGES[1:-1]] + [f"n_ulp_over_{exhaustive.EDGES[-2]:g}"]
@@ -75,11 +77,11 @@ def plan(args) -> list[tuple]:
 
 
 def _grid_row(function, impl, form, dtype) -> dict:
-    from . import accuracy
+    from .accuracy import measure as accuracy
 
     t0 = time.perf_counter()
     m = accuracy.measure_impl(function, impl, form, dtype)
-    return dict(input_set="grid (mathbench.accuracy)", n_inputs=m["n_points"], max_ulp=m["max_ulp"],
+    return dict(input_set="grid (mathbench.accuracy.measure)", n_inputs=m["n_points"], max_ulp=m["max_ulp"],
                 worst_x=m["worst_x"], worst_out=m["worst_out"], worst_ref=m["worst_ref"],
                 ulp_beyond_abs=m["ulp_beyond_abs"], max_abs=m["max_abs"], n_fail=m["n_fail"],
                 n_special_mismatch=m["n_special_mismatch"], bound_ulp=m["bound_ulp"], bound_abs=m["bound_abs"],
@@ -131,7 +133,7 @@ def main(argv: list[str]) -> int:
 
 
 def summary(run_dir) -> str:
-    from .report import table
+    from .report.tables import table
 
     df = runs.load_run(run_dir)[0]
     rows = [[r.function, r.impl, r.form, r.dtype, r.mode, f"{int(r.n_inputs):,}", f"{r.max_ulp:.3g}",

@@ -27,8 +27,9 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import harness, kernels, registry, stats, threads
-from .errors import UsageError
+from .core import harness, stats, threads
+from .functions import kernels, registry
+from .core.errors import UsageError
 
 DEFAULT_SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 
@@ -310,7 +311,7 @@ def measure_group(plan: Plan, group: list, dtype: str, size: int, rng) -> list[d
 
 def accuracy_columns(k) -> dict:
     """Max ULP / abs error of one kernel against the mpmath reference, with its bound."""
-    from . import accuracy
+    from .accuracy import measure as accuracy
 
     if k.function == "copy":
         return {}
@@ -401,7 +402,7 @@ def worker_command() -> list[str]:
 def worker_env() -> dict:
     """The parent's environment, plus what makes a worker load the parent's kernels: the same
     kernel cache, thread ceiling and package."""
-    from . import codegen
+    from .core import codegen
 
     env = dict(os.environ, MATHBENCH_CACHE_DIR=str(codegen.cache_dir()),
                NUMBA_NUM_THREADS=str(threads.max_threads()))
@@ -420,9 +421,9 @@ def worker_job(plan: Plan, sources: str) -> str:
 def sources_version() -> str:
     """Hash of this package's sources: a worker started after they changed (an edit, a checkout)
     would time other code than the parent compiled and checked, so it refuses to."""
-    from . import codegen
+    from .core import codegen
 
-    return codegen.source_hash("", [str(p) for p in Path(__file__).parent.glob("*.py")])
+    return codegen.source_hash("", [str(p) for p in Path(__file__).parent.rglob("*.py")])
 
 
 def worker_groups(plan: Plan, index: int, sources: str):

@@ -7,9 +7,11 @@ import sys
 
 import numpy as np
 
-from . import bench, registry, runs, threads
-from .cliargs import choices, positive_ints, progress_factory, split_list
-from .errors import ArgumentParser, UsageError, run_cli
+from . import bench
+from .functions import registry
+from .core import runs, threads
+from .core.cliargs import choices, positive_ints, progress_factory, split_list
+from .core.errors import ArgumentParser, UsageError, run_cli
 
 MAX_BUDGET = 3600.0  # seconds per (dtype, size) group
 MAX_SAMPLES = 10_000
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_registry() -> str:
-    from .report import table
+    from .report.tables import table
 
     rows = []
     for a in registry.REGISTRY.values():
@@ -178,7 +180,7 @@ def main_bench(argv: list[str]) -> int:
     meta.update(timing=info, threads=threads.thread_info(), finished=True)
     runs.record_end_state(meta)
     runs.write_json(run_dir / runs.METADATA, meta)
-    from .report import load_summary
+    from .report.tables import load_summary
 
     print(load_summary(run_dir))
     print(f"\ncompile: {info['kernels_compiled']} kernels compiled, {info['kernels_from_cache']} loaded from cache, "
@@ -200,7 +202,7 @@ def main_compare(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from pathlib import Path
 
-    from .report import compare
+    from .report.tables import compare
 
     df, text = compare(args.run_a, args.run_b)
     if args.csv:
@@ -219,7 +221,7 @@ def main_report(argv: list[str]) -> int:
     p = ArgumentParser(prog="mathbench report", description="Print the summary of a run folder.")
     p.add_argument("run")
     args = p.parse_args(argv)
-    from .report import load_summary
+    from .report.tables import load_summary
 
     print(load_summary(args.run))
     return 0
@@ -228,7 +230,7 @@ def main_report(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "verify":
-        from . import verify
+        from .accuracy import verify
 
         return run_cli(verify.main, argv[1:], prog="mathbench verify", interrupted="interrupted")
     if argv and argv[0] == "accuracy":

@@ -9,8 +9,9 @@ import pytest
 import scipy.special
 import sympy as sp
 
-from mathbench import accuracy, kernels, registry
-from mathbench.jit import jit
+from mathbench.accuracy import measure as accuracy
+from mathbench.functions import kernels, registry
+from mathbench.core.jit import jit
 
 F32, F64 = "float32", "float64"
 

@@ -6,7 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from mathbench import accuracy_cli, runs
+from mathbench import accuracy_cli
+from mathbench.core import runs
 from mathbench.cli import main
 
 

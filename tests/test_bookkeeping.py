@@ -14,7 +14,8 @@ import pytest
 
 from lstm_numba import data as D
 from lstm_numba import sweep
-from mathbench import bench, harness
+from mathbench import bench
+from mathbench.core import harness
 
 U = 2.0 ** -12  # one cost unit, seconds (~0.24 ms of fake time)
 

@@ -8,7 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
-from mathbench import bench, cli, threads
+from mathbench import bench, cli
+from mathbench.core import threads
 
 TINY = ["--functions", "isru,tanh", "--implementations", "numba,numpy", "--dtypes", "float32",
         "--sizes", "100,1000", "--threads", "1", "--budget", "0.02", "--samples", "3", "--no-progress",
@@ -89,7 +90,7 @@ def test_compare_two_runs(quick_run, tmp_path, capsys):
 
 def _older_run():
     """A committed reference run written before intervals across processes (no interval_method)."""
-    from mathbench import runs
+    from mathbench.core import runs
 
     for d in sorted((runs.PROJECT_ROOT / "results").glob("mathbench-*")):
         if (d / "results.csv").exists() and "interval_method" not in pd.read_csv(d / "results.csv", nrows=0):

@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathbench import accuracy, bench, cli, report, runs, threads
-from mathbench.cliargs import PlainProgress, progress_factory
+from mathbench.accuracy import measure as accuracy
+from mathbench import bench, cli
+from mathbench.report import tables as report
+from mathbench.core import runs, threads
+from mathbench.core.cliargs import PlainProgress, progress_factory
 import test_cli  # tests/ is on sys.path (not a package)
 from test_cli import assert_usage_error, run
 
@@ -290,8 +293,8 @@ def test_default_run_folders_are_distinct_under_concurrency(tmp_path, monkeypatc
 
 _CLAIM_OUT = """
 import sys, time
-from mathbench import runs
-from mathbench.errors import UsageError
+from mathbench.core import runs
+from mathbench.core.errors import UsageError
 t = float(sys.argv[2])
 time.sleep(max(0.0, t - time.time() - 0.05))
 while time.time() < t:  # the last 50 ms spinning: every process claims at the same instant
@@ -411,14 +414,14 @@ def test_every_column_is_labelled(tiny_run, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def reference_run():
-    from mathbench import nbtools
+    from mathbench.report import nbtools
 
     df, _, _ = nbtools.load("mathbench")
     return df
 
 
 def test_speedup_figure_lines_distinguishable_and_legend_on_every_panel(reference_run):
-    from mathbench import plots
+    from mathbench.report import plots
 
     fig = plots.speedup_vs_size(reference_run, "speedup_vs_np_tanh", "forward")
     for ax in fig.axes:
@@ -435,7 +438,7 @@ def test_speedup_figure_lines_distinguishable_and_legend_on_every_panel(referenc
 
 
 def test_speed_vs_accuracy_labels_do_not_overlap(reference_run):
-    from mathbench import plots
+    from mathbench.report import plots
 
     size = int(reference_run["size"].iloc[(reference_run["size"] - 100_000).abs().argmin()])
     fig = plots.speed_vs_accuracy(reference_run, size, "float32")
@@ -453,7 +456,7 @@ def test_nbrun_kernel_does_not_warn_about_tcp(tmp_path, capfd):
     pytest.importorskip("nbclient")
     import nbformat
 
-    from mathbench import nbrun
+    from mathbench.report import nbrun
 
     path = tmp_path / "tiny.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), path)

@@ -10,7 +10,8 @@ from numba import njit
 
 from lstm_numba import model as lstm_model
 from lstm_numba import sweep
-from mathbench import jit, kernels, registry
+from mathbench.core import jit
+from mathbench.functions import kernels, registry
 
 
 def _twin_functions(py_func, sig, parallel=False):

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from mathbench import stats
-from mathbench.harness import Candidate, Measurement, measure_interleaved, ratio
+from mathbench.core import stats
+from mathbench.core.harness import Candidate, Measurement, measure_interleaved, ratio
 
 NS = 2.0 ** -30  # ~0.93 ns, exactly representable
 

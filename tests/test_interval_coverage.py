@@ -5,7 +5,8 @@ fails it, so the check can fail."""
 import numpy as np
 import pytest
 
-from mathbench import bench, cli, stats
+from mathbench import bench, cli
+from mathbench.core import stats
 
 RUNS = 2000
 BETWEEN, WITHIN = 0.10, 0.05  # sd of log time: ~10% from process to process, ~5% from round to round

@@ -16,7 +16,8 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mathbench import accuracy, kernels, registry, symbolic
+from mathbench.accuracy import measure as accuracy, symbolic
+from mathbench.functions import kernels, registry
 
 FORMS = registry.FORMS
 DTYPES = registry.DTYPES

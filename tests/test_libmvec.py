@@ -1,4 +1,4 @@
-"""mathbench.libmvec: Numba kernels calling glibc's vector math library (AVX2 variants).
+"""mathbench.functions.libmvec: Numba kernels calling glibc's vector math library (AVX2 variants).
 
 Checked against NumPy float64 references (float32 kernels, on a strided sample of every float32
 bit pattern plus a contiguous run) and long-double references (float64 kernels), special
@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import pytest
 
-from mathbench import libmvec
+from mathbench.functions import libmvec
 
 needs_libmvec = pytest.mark.skipif(not libmvec.available(),
                                    reason=f"libmvec not usable: {libmvec.unavailable_reason()}")

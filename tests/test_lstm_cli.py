@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from lstm_numba import cli, peers, sweep
-from mathbench import registry, runs
+from mathbench.functions import registry
+from mathbench.core import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "occupancy"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lstm_numba import data
-from mathbench.errors import UsageError
+from mathbench.core.errors import UsageError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "occupancy"
 HEADER = '"date","Temperature","Humidity","Light","CO2","HumidityRatio","Occupancy"\n'

@@ -11,7 +11,7 @@ import pytest
 
 from lstm_numba import cli, data
 from lstm_numba.train import load, save
-from mathbench.errors import UsageError
+from mathbench.core.errors import UsageError
 from test_lstm_cli import assert_usage_error, run
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "occupancy"

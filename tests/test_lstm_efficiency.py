@@ -10,7 +10,7 @@ import pytest
 
 from lstm_numba import cli, sweep
 from lstm_numba.model import ModelConfig, matmul_flops
-from mathbench import runs
+from mathbench.core import runs
 
 
 def _gemms(task: str, T: int, B: int, F: int, H: int, L: int, V: int) -> tuple[list, list]:

@@ -13,7 +13,7 @@ import pytest
 from lstm_numba import baselines as BL, data as D, findings, sweep
 from lstm_numba import model as M
 from lstm_numba.train import TrainConfig, train
-from mathbench import plots
+from mathbench.report import plots
 
 # --------------------------------------------------------------------------------------------
 # 1. pairs
@@ -71,7 +71,7 @@ def test_function_asm_follows_calls_and_skips_wrappers_and_other_functions():
     gate = M.function_asm(ASM, "gate_forward_loop")
     assert "expf" in gate and "vmulps" in gate  # the callee LLVM did not inline is part of the loop
     assert "tanhf" not in gate and "zmm" not in gate  # not the CPython wrapper, not another function
-    from mathbench.kernels import simd_info
+    from mathbench.functions.kernels import simd_info
 
     assert simd_info(gate, "x86_64") == {"vectorized": False, "simd_bits": 256, "libm_calls": "expf"}
     assert simd_info(M.function_asm(ASM, "cell_forward_loop"), "x86_64")["simd_bits"] == 512
@@ -86,7 +86,7 @@ def test_loop_facts_of_compiled_variants(pair, scalar_loops):
         for loop, info in facts.items():
             if loop in scalar_loops:
                 assert info["vectorized"] is False and info["libm_calls"] == scalar_loops[loop], (task, loop)
-            else:  # the heads' exp is mathbench.simd's, in every variant
+            else:  # the heads' exp is mathbench.functions.simd's, in every variant
                 assert info["vectorized"] is True and info["libm_calls"] == "" and info["simd_bits"] >= 128, \
                     (task, loop, info)
 

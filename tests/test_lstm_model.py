@@ -14,8 +14,8 @@ from lstm_numba import model as M
 from lstm_numba.model import Model, ModelConfig, Params, Plan, init_params
 from lstm_numba.optim import Adam
 from lstm_numba.train import thread_limits
-from mathbench import registry
-from mathbench.errors import UsageError
+from mathbench.functions import registry
+from mathbench.core.errors import UsageError
 
 # (cell, gate, head): the defaults, ISRU in each slot, and softsign in both. Every pair compiles
 # its own kernels (~10 s per head on a cold cache) and the activation code is the same for both

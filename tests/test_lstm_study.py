@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import binom
 
 from lstm_numba import baselines as BL, cli, study, sweep
-from mathbench import runs
+from mathbench.core import runs
 
 TINY = ["--tasks", "lm,classify", "--hidden", "4", "--seeds", "2", "--iterations", "6", "--seq-len", "8",
         "--batch", "4", "--val-every", "2", "--patience", "1", "--pairs", "isru", "--no-progress"]
@@ -297,7 +297,7 @@ def test_study_plot_one_labelled_errorbar_per_candidate_and_panel():
     import matplotlib
 
     matplotlib.use("Agg")
-    from mathbench import plots
+    from mathbench.report import plots
 
     comp = pd.concat([study.comparisons(_rows(task=t, shift=s).assign(hidden=h))
                       for t in ("lm", "classify") for h, s in ((8, 0.1), (16, -0.1))], ignore_index=True)

@@ -8,7 +8,7 @@ from lstm_numba.model import Model, ModelConfig
 from lstm_numba.optim import Adam
 from lstm_numba.train import (NonFiniteLoss, TrainConfig, classification_metrics, evaluate, generate, load,
                               predict, predict_proba_batch, save, train)
-from mathbench.errors import UsageError
+from mathbench.core.errors import UsageError
 
 TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog sat on a mat. " * 12)
 VOCAB = sorted(set(TEXT))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lstm_numba import peers, versus
-from mathbench import runs
+from mathbench.core import runs
 
 
 def _rows(ratios, plans=("serial fwd=tiled bwd=tiled",)):
@@ -32,7 +32,7 @@ def test_summary_is_the_median_of_the_passes_with_their_range():
 
 def test_ratio_is_torch_time_over_numba_time():
     """The row's ratio comes from harness.ratio(torch, numba): > 1 when Numba takes less time."""
-    from mathbench import harness
+    from mathbench.core import harness
 
     fast = harness.Measurement("numba", 1, np.array([1.0, 1.0, 1.0]), 1.0, 1.0, 1.0, 0)
     slow = harness.Measurement("torch", 1, np.array([2.0, 2.0, 2.0]), 2.0, 2.0, 2.0, 0)
@@ -89,7 +89,7 @@ class _FakeTorch:
 def test_measure_shape_ratio_is_torch_over_numba(monkeypatch):
     """Through measure_shape: torch's rounds take 3 s, Numba's 1 s -> both ratios 3 (the wrong
     baseline or direction would give 1/3)."""
-    from mathbench import harness
+    from mathbench.core import harness
     from lstm_numba import data as D
 
     def fake(cands, **kw):

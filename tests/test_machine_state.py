@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from lstm_numba import sweep
-from mathbench import report, runs
+from mathbench.report import tables as report
+from mathbench.core import runs
 
 
 def test_metadata_records_machine_state_and_git_cleanliness():

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from mathbench import nbtools
-from mathbench.errors import UsageError
+from mathbench.report import nbtools
+from mathbench.core.errors import UsageError
 
 
 def test_reference_runs_exist_and_load():
@@ -57,7 +57,7 @@ def test_unknown_kind():
     (["README.md"], "not a notebook file"),
 ])
 def test_nbrun_bad_input_one_line_exit_2(capsys, argv, fragment):
-    from mathbench import nbrun
+    from mathbench.report import nbrun
 
     assert nbrun.main(argv) == 2
     err = capsys.readouterr().err
@@ -65,7 +65,7 @@ def test_nbrun_bad_input_one_line_exit_2(capsys, argv, fragment):
 
 
 def test_nbrun_malformed_notebook(tmp_path, capsys):
-    from mathbench import nbrun
+    from mathbench.report import nbrun
 
     bad = tmp_path / "bad.ipynb"
     bad.write_text('{"cells": [')  # cut off
@@ -76,7 +76,7 @@ def test_nbrun_malformed_notebook(tmp_path, capsys):
 def test_nbrun_without_jupyter_says_what_to_install(tmp_path, capsys, monkeypatch):
     import sys
 
-    from mathbench import nbrun
+    from mathbench.report import nbrun
 
     good = tmp_path / "ok.ipynb"
     good.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))

@@ -3,7 +3,7 @@ verdict that follows the interval (whole interval above the target, only the med
 import pandas as pd
 import pytest
 
-from mathbench import report
+from mathbench.report import tables as report
 
 
 def _row(function, dtype, size, **cols):

@@ -12,7 +12,8 @@ from test_lstm_cli import TINY, run  # a 2-configuration sweep, in process
 
 from lstm_numba import data as D, optim, peers, sweep
 from lstm_numba import model as lstm_model
-from mathbench import codegen, harness, jit, registry, runs, stats, threads
+from mathbench.core import codegen, harness, jit, runs, stats, threads
+from mathbench.functions import registry
 
 # --------------------------------------------------------------------------------------------
 # the key

@@ -1,7 +1,7 @@
 """Reading vectorization facts from assembly."""
 import numpy as np
 
-from mathbench import kernels
+from mathbench.functions import kernels
 
 PACKED_AVX = """
 \tvmovups\t(%rdi,%rax,4), %ymm1

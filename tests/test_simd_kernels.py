@@ -11,7 +11,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from mathbench import exhaustive, kernels, ref64, registry
+from mathbench.accuracy import exhaustive
+from mathbench.functions import kernels, ref64, registry
 
 SIMD = [(f, form) for f in ("tanh", "sigmoid", "softplus", "exp") for form in registry.FORMS]
 NEW = [(f, "numba_simd", form) for f, form in SIMD] + [("isru", "numba_rsqrt", "forward"),

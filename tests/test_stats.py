@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mathbench import stats
+from mathbench.core import stats
 
 
 def test_median_matches_numpy_and_is_float():

@@ -7,9 +7,10 @@ import math
 import pytest
 import sympy as sp
 
-from mathbench import registry, verify
-from mathbench.errors import UsageError, run_cli
-from mathbench.jit import c, jit
+from mathbench.functions import registry
+from mathbench.accuracy import verify
+from mathbench.core.errors import UsageError, run_cli
+from mathbench.core.jit import c, jit
 
 x, y = registry.x, registry.y
 ISSUE_FUNCTIONS = ("tanh", "isru", "softplus", "sigmoid", "softsign", "elu", "isrlu", "isru_sigmoid")

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathbench import bench, cli, runs, stats
+from mathbench import bench, cli
+from mathbench.core import runs, stats
 from test_bookkeeping import EXPECTED, KERNEL_COSTS, RATIOS, U, Clock, _fake_kernel
 from test_cli import TINY, run
 from test_cli_faults import one_line

@@ -2,7 +2,7 @@
 
 Each function has the signature ``f(x, p)`` where ``p`` is the entry's parameter (ISRU's alpha,
 the leaky slope, ...; ignored by parameterless functions), so one kernel template serves all.
-Constants are written ``c(x, v)`` so float32 code stays float32 (see ``mathbench.jit``).
+Constants are written ``c(x, v)`` so float32 code stays float32 (see ``mathbench.core.jit``).
 
 Special values are part of the contract: NaN propagates, +-inf gives the limit, and nothing
 overflows for |x| up to the float max. Comparisons are written so that NaN falls through to
@@ -12,7 +12,7 @@ import math
 
 from numba import njit
 
-from .jit import JIT_OPTIONS, c, jit
+from ..core.jit import JIT_OPTIONS, c, jit
 from .simd import k
 
 # --------------------------------------------------------------------------------------------

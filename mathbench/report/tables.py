@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import pandas as pd
 
-from . import runs, stats
-from .errors import UsageError
+from ..core import runs, stats
+from ..core.errors import UsageError
 
 
 def _fmt(v, spec="{:.2f}"):

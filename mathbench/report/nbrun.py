@@ -1,4 +1,4 @@
-"""Execute notebooks headless (``python -m mathbench.nbrun [NOTEBOOK ...]``); exit 1 if any cell
+"""Execute notebooks headless (``python -m mathbench.report.nbrun [NOTEBOOK ...]``); exit 1 if any cell
 fails. The tox environment ``notebooks`` runs this against the committed reference runs."""
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ def _run(paths: list[Path], timeout: int, config) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from .errors import ArgumentParser, UsageError
+    from ..core.errors import ArgumentParser, UsageError
 
-    p = ArgumentParser(prog="python -m mathbench.nbrun", description="Execute notebooks headless against the "
+    p = ArgumentParser(prog="python -m mathbench.report.nbrun", description="Execute notebooks headless against the "
                        "runs named in results/reference.json (or MATHBENCH_<NAME>_RUN); exit 1 if any cell fails.")
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebook files (default: every notebook in "
                    "notebooks/)")
@@ -77,9 +77,9 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv=None) -> int:
-    from .errors import run_cli
+    from ..core.errors import run_cli
 
-    return run_cli(_main, argv, prog="mathbench.nbrun")
+    return run_cli(_main, argv, prog="mathbench.report.nbrun")
 
 
 if __name__ == "__main__":

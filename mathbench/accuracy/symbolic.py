@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import mpmath
 import sympy as sp
 
-from . import registry
+from ..functions import registry
 
 # the variable each form is written in
 FORM_FIELD = {"forward": "f", "dfdx": "dfdx", "dfdy": "dfdy"}

@@ -15,7 +15,7 @@ zero. That catches the cancellation a fixed precision misses (``log(1 + exp(-700
 
 Errors: ``ulp = |r - R| / spacing_dtype(|Rd|)`` (smallest subnormal when Rd == 0),
 ``abs = |r - R|``; NaN vs NaN and inf vs the same inf are exact (0); any other mismatch of
-special values is an infinite error. A point passes its :class:`~mathbench.registry.Bound` if
+special values is an infinite error. A point passes its :class:`~mathbench.functions.registry.Bound` if
 ``ulp <= bound.ulp`` or ``abs <= bound.abs_limit(dtype)``; ``bound.ulp = inf`` means "no ULP
 promise, only the absolute one" (the rational approximations), and infinite errors never pass.
 
@@ -37,7 +37,9 @@ import mpmath.libmp as _libmp
 import numpy as np
 import sympy as sp
 
-from . import codegen, registry, symbolic
+from ..core import codegen
+from ..functions import registry
+from . import symbolic
 
 REF_VERSION = 5  # bump when the reference algorithm or the grid changes
 BASE_PREC = 128
@@ -518,7 +520,7 @@ def measure_call(act: ActLike, form: str, dtype: str, call: Callable, bound: reg
 
 
 def measure(kernel, form: Optional[str] = None, xs: Optional[np.ndarray] = None) -> dict:
-    """Accuracy of a :class:`mathbench.kernels.Kernel` on its grid, against its declared Bound.
+    """Accuracy of a :class:`mathbench.functions.kernels.Kernel` on its grid, against its declared Bound.
 
     Returns max_ulp, max_abs, worst_x (the point furthest past the bound, or closest to it),
     n_points, bound_ulp, bound_abs, within_bound (plus worst_out, worst_ref, n_fail)."""
@@ -554,7 +556,7 @@ def impl_call(act: registry.Activation, impl: registry.Impl, form: str, dtype: s
     if fn is None:
         raise ValueError(f"{act.name}:{impl.name} has no {form} form")
     if impl.backend == "numba":
-        from . import kernels
+        from ..functions import kernels
 
         real = registry.REGISTRY.get(act.name)
         if real is not None and real.impls.get(impl.name) is impl:
@@ -562,7 +564,7 @@ def impl_call(act: registry.Activation, impl: registry.Impl, form: str, dtype: s
         loop = _generic_numba_loop(parallel)
         return lambda x, p, out: loop(fn, x, p, out)
     if impl.backend == "torch":
-        from . import kernels
+        from ..functions import kernels
 
         return kernels._torch_call(fn)
     return fn
@@ -602,7 +604,7 @@ def table(functions=registry.CORE, dtypes=registry.DTYPES, backends=("numba", "n
     return rows
 
 
-if __name__ == "__main__":  # pragma: no cover - a quick look: python -m mathbench.accuracy
+if __name__ == "__main__":  # pragma: no cover - a quick look: python -m mathbench.accuracy.measure
     names = sys.argv[1:] or list(registry.CORE)
     for row in table(names):
         print(f"{row['function']:10s} {row['impl']:15s} {row['form']:8s} {row['dtype']:8s} "

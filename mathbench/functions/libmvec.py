@@ -56,7 +56,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .jit import JIT_OPTIONS
+from ..core.jit import JIT_OPTIONS
 
 LIBRARY = "libmvec.so.1"
 

@@ -9,7 +9,7 @@ spaced points in [-40, 40], both signs) plus special values and both sides (+-3 
 range-reduction boundary (x = (k + 1/2) ln 2 and half of it) and of the registry's kinks,
 against the reference evaluated in ``np.longdouble``.
 
-Errors are measured as in :mod:`mathbench.accuracy`: ``|r - R| / ulp(R rounded to the dtype)``
+Errors are measured as in :mod:`mathbench.accuracy.measure`: ``|r - R| / ulp(R rounded to the dtype)``
 (the smallest subnormal at 0), NaN against NaN and inf against the same inf are exact, any other
 special-value mismatch is an infinite error, and a point passes the implementation's Bound by its
 ULP or its absolute part. Per kernel: the worst ULP error and its input, the worst ULP error among
@@ -27,7 +27,8 @@ from typing import Callable, Optional
 import numba
 import numpy as np
 
-from . import accuracy, registry
+from . import measure as accuracy
+from ..functions import registry
 
 CHUNK = 1 << 24
 #: histogram bin edges in ulp; the last bin also counts infinite errors (special-value mismatches)

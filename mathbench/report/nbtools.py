@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from . import runs
-from .errors import UsageError
+from ..core import runs
+from ..core.errors import UsageError
 
 KINDS = ("mathbench", "lstm", "verify", "accuracy", "lstm-accuracy")
 

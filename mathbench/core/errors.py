@@ -20,8 +20,6 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None, pro
             interrupted: str = RESUMABLE) -> int:
     """Call ``main(argv)``; turn UsageError (and the registry's UnknownName) into one line + 2, and
     Ctrl-C into one line + 130: ``interrupted``, or the message a KeyboardInterrupt carries."""
-    from .registry import UnknownName
-
     try:
         return main(sys.argv[1:] if argv is None else list(argv))
     except (UsageError, UnknownName) as e:
@@ -30,6 +28,13 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None, pro
     except KeyboardInterrupt as e:
         print(f"{prog}: {e.args[0] if e.args else interrupted}", file=sys.stderr)
         return 130
+
+
+class UnknownName(KeyError):
+    """An unknown function or implementation name; str() is the one-line message for users."""
+
+    def __str__(self):
+        return self.args[0]
 
 
 class ArgumentParser(argparse.ArgumentParser):

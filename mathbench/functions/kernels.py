@@ -21,7 +21,8 @@ from typing import Callable, Optional
 import numba
 import numpy as np
 
-from . import codegen, jit, registry
+from ..core import codegen, jit
+from . import registry
 
 # The loop takes the scalar's own fastmath flags: a scalar inlined at Numba IR level (the
 # numba_simd ones) is lowered with the loop's flags, and the loop itself does no arithmetic.

@@ -13,9 +13,9 @@ For every registry entry (issue 3):
    alpha matching tanh at 0 (slope, then the x^3 term) and in least squares on [-3, 3]; the
    same for the ISRU sigmoid against the logistic (on [-6, 6]), with consistency checks.
 6. ``kernel``: every Numba (serial) and NumPy implementation, every form, float32 and
-   float64, within its declared Bound against the mpmath reference (``mathbench.accuracy``).
+   float64, within its declared Bound against the mpmath reference (``mathbench.accuracy.measure``).
 
-Check functions take an :class:`~mathbench.registry.Activation`, so a mutated copy
+Check functions take an :class:`~mathbench.functions.registry.Activation`, so a mutated copy
 (``dataclasses.replace``) or a fake Impl can be handed in; each returns :class:`Check` rows.
 Exit code 1 if any check fails, 0 otherwise, 2 for bad usage.
 """
@@ -34,8 +34,9 @@ from typing import Iterable, Optional
 import mpmath
 import sympy as sp
 
-from . import accuracy, registry, symbolic
-from .errors import UsageError, run_cli
+from . import measure as accuracy, symbolic
+from ..functions import registry
+from ..core.errors import UsageError, run_cli
 
 x, y = registry.x, registry.y
 PASS, FAIL, NA = "pass", "fail", "n/a"
@@ -297,7 +298,7 @@ def check_kernels(act: registry.Activation, backends: Iterable[str] = ("numba", 
         if impl.backend not in backends:
             continue
         if impl.backend == "torch":
-            from . import kernels
+            from ..functions import kernels
 
             if not kernels.torch_available():
                 continue

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import stats  # noqa: E402
+from ..core import stats  # noqa: E402
 
 
 def _bool(s: pd.Series) -> pd.Series:
@@ -177,7 +177,7 @@ def _curve(act, form: str, xs, param=None):
     import mpmath
     import sympy as sp
 
-    from . import registry
+    from ..functions import registry
 
     expr = {"forward": act.f, "dfdx": act.dfdx, "antiderivative": act.antiderivative}[form]
     expr = act.subs_param(expr, param)
@@ -188,7 +188,7 @@ def _curve(act, form: str, xs, param=None):
 
 def activation_curves(names, alphas=(0.5, 1.0, 2.0), lim=5.0):
     """f, f' and the antiderivative on shared axes; ISRU drawn for several alphas."""
-    from . import registry
+    from ..functions import registry
 
     xs = np.linspace(-lim, lim, 241)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
@@ -208,7 +208,7 @@ def activation_curves(names, alphas=(0.5, 1.0, 2.0), lim=5.0):
 
 def approximation_error(pairs, lim=8.0):
     """approx(x) - exact(x) for (approximation, exact) pairs, e.g. (isru, tanh)."""
-    from . import registry
+    from ..functions import registry
 
     xs = np.linspace(-lim, lim, 321)
     fig, ax = plt.subplots(figsize=(8, 4.5))

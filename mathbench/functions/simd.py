@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .jit import JIT_OPTIONS
+from ..core.jit import JIT_OPTIONS
 
 # --------------------------------------------------------------------------------------------
 # dtype-dependent constants and polynomials

@@ -23,7 +23,7 @@ from .errors import UsageError
 
 RESULTS = "results.csv"
 METADATA = "metadata.json"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_runs_dir() -> Path:

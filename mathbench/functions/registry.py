@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 import sympy as sp
 
+from ..core.errors import UnknownName  # noqa: F401  (raised here; registry.UnknownName stays)
 from . import libmvec as mv
 from . import numpy_impls as npi
 from . import ref64 as r64
@@ -88,7 +89,7 @@ class Activation:
     param_default: float = 0.0
     domain: str = "real"  # "real", or "positive" (sqrt, log): inputs are drawn from |normal|
     # form -> a NumPy function (x, param) written stably enough to be evaluated in float64 (or
-    # longdouble) as the reference of exhaustive accuracy checks (see mathbench.ref64)
+    # longdouble) as the reference of exhaustive accuracy checks (see mathbench.functions.ref64)
     ref64: dict = field(default_factory=dict)
     # the NumPy implementation `speedup_vs_numpy` is paired against: the fastest NumPy code that
     # keeps the declared bound (for sigmoid the usual 1/(1+np.exp(-x)), not the stable form)
@@ -176,7 +177,7 @@ def _libmvec(f, dx, dy, **bounds) -> tuple:
 
 
 def _simd(f, dx, dy, **bounds) -> Impl:
-    return _numba(f, dx, dy, name="numba_simd", note="accurate vectorizable formula (mathbench.simd: "
+    return _numba(f, dx, dy, name="numba_simd", note="accurate vectorizable formula (mathbench.functions.simd: "
                   "range reduction, polynomial, exponent bits; no libm call)", **bounds)
 
 # ---------------------------------------------------------------------------------------------
@@ -409,13 +410,6 @@ _add(Activation(
 
 # ---------------------------------------------------------------------------------------------
 # look-ups
-
-
-class UnknownName(KeyError):
-    """An unknown function or implementation name; str() is the one-line message for users."""
-
-    def __str__(self):
-        return self.args[0]
 
 
 def get(name: str) -> Activation:
