@@ -52,7 +52,7 @@ def copy_run(src: Path, dst: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # damaged kernel cache: discarded with one line, compiled again, loaded from cache afterwards
 
-_KERNEL = ("from mathbench import kernels; k = kernels.get('isru', 'numba', 'forward', 'float32'); "
+_KERNEL = ("from mathbench.functions import kernels; k = kernels.get('isru', 'numba', 'forward', 'float32'); "
            "print(k.cache_hit, k.vectorized)")
 
 

@@ -220,7 +220,7 @@ def test_second_process_loads_from_cache():
     libmvec.TANH.serial(x, np.float32(0), out)  # compiled or loaded here: the cache now exists
     code = (
         "import numpy as np\n"
-        "from mathbench import libmvec\n"
+        "from mathbench.functions import libmvec\n"
         "x = np.linspace(-3, 3, 11, dtype=np.float32); o = np.empty_like(x)\n"
         "libmvec.TANH.serial(x, np.float32(0), o)\n"
         "print(sum(libmvec.TANH.serial.stats.cache_hits.values()), repr(o.tobytes()))\n"
