@@ -49,6 +49,7 @@ _API = {
     "tables": ("mathbench.report.tables", None),
     "plots": ("mathbench.report.plots", None),
     "nbtools": ("mathbench.report.nbtools", None),
+    "htmlpage": ("mathbench.report.html", None),
 }
 
 __all__ = sorted(_API) + ["__version__"]
