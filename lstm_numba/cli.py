@@ -12,7 +12,7 @@ from pathlib import Path
 from mathbench import registry
 from mathbench import runs, threads
 from mathbench import choices, positive_ints, progress_factory, split_list
-from mathbench import ArgumentParser, UsageError, run_cli
+from mathbench import ArgumentParser, UsageError
 
 from . import data as D, study, sweep, versus
 
@@ -54,16 +54,8 @@ tasks:
             or --occupancy-train/--occupancy-test (UCI Occupancy Detection CSV files; the last
             10% of the training file's rows label the validation windows)
 
-subcommands:
-  lstm_numba [sweep] [options]   the sweep (this help)
-  lstm_numba report RUN          print the summary of an earlier run folder (sweep, accuracy, vs-torch)
-  lstm_numba accuracy [options]  the accuracy study: trained to the validation optimum, >= 10 paired
-                                 seeds, paired tests (see accuracy -h)
-  lstm_numba vs-torch [options]  Numba LSTM against torch.nn.LSTM, training step and inference, over
-                                 hidden x batch x layers x threads, one process per pass (needs torch)
-  lstm_numba train --save M.npz  train one model and save it (see train -h)
-  lstm_numba generate M.npz      sample text from a saved language model
-  lstm_numba predict M.npz       held-out metrics of a saved model on the data it was trained on
+The options below are those of the default subcommand, sweep; the others are listed after them
+(lstm_numba COMMAND -h for each).
 """
 
 EPILOG = """\
@@ -436,7 +428,7 @@ def main_train(argv: list[str]) -> int:
     import numpy as np
 
     T = _train_module()
-    from .model import Model, ModelConfig
+    from .network import Model, ModelConfig
 
     args = _train_parser().parse_args(argv)
     for name in ("layers", "hidden", "iterations", "batch", "seq_len", "eval_every"):
@@ -750,12 +742,18 @@ def main_versus(argv: list[str]) -> int:
     return 0
 
 
+# name -> (summary for --help, main); sweep is the default
+COMMANDS = {
+    "sweep": ("the sweep (the default: 'lstm_numba [options]' = 'lstm_numba sweep [options]')", main_sweep),
+    "report": ("print the summary of an earlier run folder (sweep, accuracy, vs-torch)", main_report),
+    "accuracy": ("the accuracy study: trained to the validation optimum, >= 10 paired seeds, paired tests",
+                 main_accuracy),
+    "vs-torch": ("Numba LSTM against torch.nn.LSTM, training step and inference (needs torch)", main_versus),
+    "train": ("train one model and save it (--save M.npz)", main_train),
+    "generate": ("sample text from a saved language model", main_generate),
+    "predict": ("held-out metrics of a saved model on the data it was trained on", main_predict),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    sub = {"report": main_report, "train": main_train, "generate": main_generate, "predict": main_predict,
-           "accuracy": main_accuracy, "vs-torch": main_versus}
-    if argv and argv[0] in sub:
-        return run_cli(sub[argv[0]], argv[1:], prog=f"{PROG} {argv[0]}")
-    if argv and argv[0] == "sweep":
-        argv = argv[1:]
-    return run_cli(main_sweep, argv, prog=PROG)
+    return build_parser().run_subcommands(COMMANDS, "sweep", argv)

@@ -3,7 +3,6 @@ subcommands."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
@@ -11,7 +10,7 @@ from . import bench
 from .functions import registry
 from .core import runs, threads
 from .core.cliargs import choices, positive_ints, progress_factory, split_list
-from .core.errors import ArgumentParser, UsageError, run_cli
+from .core.errors import RESUMABLE, ArgumentParser, UsageError
 
 MAX_BUDGET = 3600.0  # seconds per (dtype, size) group
 MAX_SAMPLES = 10_000
@@ -30,12 +29,8 @@ fraction of the copy roof) is paired by round within one interleaved measurement
 --processes fresh worker processes, one after another, each with its share of the budget; a row is
 the geometric mean of the processes' medians with a Student-t 95% interval across them, so it
 includes the spread between runs (with one process: an interval within it, labelled as such).
-
-subcommands:
-  mathbench verify [...]         prove every formula with SymPy and check the kernels (see verify -h)
-  mathbench accuracy [...]       accuracy run folder; --exhaustive: every float32 input (see accuracy -h)
-  mathbench compare RUN_A RUN_B  per-row speedup of B over A with intervals
-  mathbench report RUN           print the summary of an earlier run
+The options below are those of the default subcommand, run; the others are listed after them
+(mathbench COMMAND -h for each).
 """
 
 EPILOG = """\
@@ -227,18 +222,28 @@ def main_report(argv: list[str]) -> int:
     return 0
 
 
+def main_verify(argv: list[str]) -> int:
+    from .accuracy import verify  # SymPy loads only for this subcommand
+
+    return verify.main(argv)
+
+
+def main_accuracy(argv: list[str]) -> int:
+    from . import accuracy_cli
+
+    return accuracy_cli.main(argv)
+
+
+# name -> (summary for --help, main, what Ctrl-C prints); run is the default
+COMMANDS = {
+    "run": ("time the kernels (the default: 'mathbench [options]' = 'mathbench run [options]')",
+            main_bench, "interrupted"),
+    "verify": ("prove every formula with SymPy and check the kernels", main_verify, "interrupted"),
+    "accuracy": ("accuracy run folder; --exhaustive: every float32 input", main_accuracy, RESUMABLE),
+    "compare": ("per-row speedup of run B over run A with intervals", main_compare, "interrupted"),
+    "report": ("print the summary of an earlier run", main_report, "interrupted"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "verify":
-        from .accuracy import verify
-
-        return run_cli(verify.main, argv[1:], prog="mathbench verify", interrupted="interrupted")
-    if argv and argv[0] == "accuracy":
-        from . import accuracy_cli
-
-        return run_cli(accuracy_cli.main, argv[1:], prog="mathbench accuracy")
-    if argv and argv[0] == "compare":
-        return run_cli(main_compare, argv[1:], prog="mathbench compare", interrupted="interrupted")
-    if argv and argv[0] == "report":
-        return run_cli(main_report, argv[1:], prog="mathbench report", interrupted="interrupted")
-    return run_cli(main_bench, argv, prog="mathbench", interrupted="interrupted")
+    return build_parser().run_subcommands(COMMANDS, "run", argv)
