@@ -143,7 +143,7 @@ def f64_grid(act: registry.Activation, points: int) -> np.ndarray:
     lin = np.linspace(0.0, 40.0, half)
     ln2 = math.log(2)
     bounds = [(k + 0.5) * ln2 * s for k in range(-1080, 1080) for s in (1.0, 0.5)]
-    bounds += accuracy._kinks(act, act.param_default if act.param else None)
+    bounds += act.switches()
     bounds += [0.625, 1.0, 88.0, 89.0, 104.0, 709.78, 710.0, 745.13, 746.0]
     b = np.asarray([v for v in bounds if math.isfinite(v) and v > 0], dtype=np.float64)
     pos = np.concatenate([mags, lin, accuracy._with_neighbours(b, "float64", k=3)])

@@ -206,31 +206,6 @@ class Evaluator:
 # grids
 
 
-def _kinks(act: registry.Activation, p: Optional[float]) -> list[float]:
-    """Points where an implementation switches branch or clamps (both signs are added later)."""
-    a = p if p is not None else 1.0
-    tanh_clamp, tanh_small = 7.90738964080810547, 0.0004
-    isru_clamp = 2.0 ** 30 / math.sqrt(a) if a > 0 else 2.0 ** 30
-    table = {
-        # numba_simd: polynomial/exp split (1.0 float32, 0.625 float64), exp argument clamp (20)
-        "tanh": [tanh_clamp, tanh_small, 7.90531110763549805, 0.5493061443340549, 19.06154746539849, 22.0,
-                 1.0, 0.625, 20.0],
-        # overflow to inf and underflow to 0 in float32/float64; numba_simd's argument clamps
-        "exp": [88.72283905206835, 89.0, 103.97207708399179, 104.0, 709.782712893384, 710.0,
-                745.1332191019412, 746.0],
-        "sigmoid": [2 * tanh_clamp, 2 * tanh_small, 36.7368005696771, 16.635532333438686],
-        "isru": [isru_clamp, 1.0 / math.sqrt(a)],
-        "isru_sigmoid": [2 * isru_clamp],
-        "isrlu": [isru_clamp],
-        "softplus": [33.27106466687737, 36.7368005696771, 15.942385152878742],
-        "softsign": [2.0 ** 60],
-        "hard_tanh": [1.0],
-        "hard_sigmoid": [3.0],
-        "elu": [36.7368005696771, 16.635532333438686],
-    }
-    return table.get(act.name, [])
-
-
 def _with_neighbours(vals, dtype, k=2) -> np.ndarray:
     t = np.dtype(dtype).type
     v = np.asarray(vals, dtype=dtype)
@@ -258,7 +233,7 @@ def x_grid(act: ActLike, dtype: str, param: Optional[float] = None) -> np.ndarra
                 float(fi.tiny), float(fi.max), float(fi.eps), 1e30, 1e10, 1e5]
     thresholds = [math.log(float(fi.max)), -math.log(float(fi.tiny)), -math.log(tiny_sub),
                   -math.log(float(fi.eps)), -0.5 * math.log(float(fi.eps)), 2 * math.log(float(fi.max))]
-    around = [0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 40.0, 100.0] + thresholds + _kinks(act, p)
+    around = [0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 20.0, 40.0, 100.0] + thresholds + act.switches(p)
     pos = np.concatenate([
         mags.astype(dt),
         _with_neighbours(np.asarray(around, dtype=np.float64), dtype, k=2),

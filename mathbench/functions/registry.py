@@ -94,6 +94,11 @@ class Activation:
     # the NumPy implementation `speedup_vs_numpy` is paired against: the fastest NumPy code that
     # keeps the declared bound (for sigmoid the usual 1/(1+np.exp(-x)), not the stable form)
     numpy_baseline: str = "numpy"
+    # where f or f' is not smooth (finite differences must keep away), both signs listed
+    kinks: tuple = ()
+    # where an implementation switches branch or clamps (accuracy grids sample around them, both
+    # signs): a function of the parameter value (1.0 for entries without one) -> tuple of floats
+    switch_points: Callable[[float], tuple] = lambda a: ()
 
     @property
     def symbol(self) -> Optional[sp.Symbol]:
@@ -105,6 +110,11 @@ class Activation:
             return expr
         v = self.param_default if value is None else value
         return expr.subs(self.symbol, sp.nsimplify(v))
+
+    def switches(self, p: Optional[float] = None) -> list[float]:
+        """``switch_points`` at parameter ``p`` (the default where None)."""
+        a = p if p is not None else (self.param_default if self.param else 1.0)
+        return list(self.switch_points(a))
 
     def impl(self, name: str) -> Impl:
         try:
@@ -188,6 +198,10 @@ _add(Activation(
     f=sp.tanh(x), dfdx=1 - sp.tanh(x) ** 2, dfdy=1 - y ** 2,
     antiderivative=sp.log(sp.cosh(x)), out_range=(-1, 1),
     ref64=dict(forward=r64.tanh, dfdx=r64.tanh_dx, dfdy=r64.tanh_dy),
+    # the clamp (Eigen's 7.9074) and the small-|x| branch of the rational and libm forms; numba_simd:
+    # polynomial/exp split (1.0 float32, 0.625 float64), exp argument clamp (20)
+    switch_points=lambda a: (_TANH_CLAMP, _TANH_SMALL, 7.90531110763549805, 0.5493061443340549, 19.06154746539849,
+                             22.0, 1.0, 0.625, 20.0),
     impls=_impls(
         _numba(s.tanh_libm, s.tanh_libm_dx, s.tanh_dy, libm=True, note="math.tanh (scalar libm call)",
                # glibc: tanhf 2.19 ulp at x = 0.2333 (every float32), tanh 2.17 ulp on the 1e8-point grid
@@ -210,6 +224,13 @@ _add(Activation(
 ))
 
 _a = sp.Symbol("alpha", positive=True)
+_TANH_CLAMP, _TANH_SMALL = 7.90738964080810547, 0.0004
+
+
+def _isru_clamp(a):  # the scalars clamp |x| at 2^30/sqrt(a), where ISRU equals its limit in double
+    return 2.0 ** 30 / math.sqrt(a) if a > 0 else 2.0 ** 30
+
+
 _add(Activation(
     "isru", "inverse square root unit x/sqrt(1+alpha*x^2)", "core",
     f=x / sp.sqrt(1 + _a * x ** 2), dfdx=(1 + _a * x ** 2) ** sp.Rational(-3, 2),
@@ -217,6 +238,7 @@ _add(Activation(
     antiderivative=sp.sqrt(1 + _a * x ** 2) / _a, out_range=(-1 / sp.sqrt(_a), 1 / sp.sqrt(_a)),
     param="alpha", param_default=1.0,
     ref64=dict(forward=r64.isru, dfdx=r64.isru_dx, dfdy=r64.isru_dy),
+    switch_points=lambda a: (_isru_clamp(a), 1.0 / math.sqrt(a)),
     impls=_impls(
         _numba(s.isru, s.isru_dx, s.isru_dy, note="x/sqrt(1+a*x*x), r*r*r, t*sqrt(t) (vectorizable)",
                forward=COMPOSED, dfdx=RCUBE, dfdy=CANCEL),
@@ -239,6 +261,7 @@ _add(Activation(
     f=sp.log(1 + sp.exp(x)), dfdx=1 / (1 + sp.exp(-x)), dfdy=1 - sp.exp(-y),
     antiderivative=-sp.polylog(2, -sp.exp(x)), out_range=(0, sp.oo),
     ref64=dict(forward=r64.softplus, dfdx=r64.sigmoid, dfdy=r64.softplus_dy),
+    switch_points=lambda a: (33.27106466687737, 36.7368005696771, 15.942385152878742),
     impls=_impls(
         _numba(s.softplus, s.sigmoid_exp, s.softplus_dy, libm=True,
                note="max(x,0) + log1p(exp(-|x|))", forward=COMPOSED, dfdx=COMPOSED, dfdy=COMPOSED),
@@ -260,6 +283,7 @@ _add(Activation(
     f=1 / (1 + sp.exp(-x)), dfdx=sp.exp(-x) / (1 + sp.exp(-x)) ** 2, dfdy=y * (1 - y),
     antiderivative=sp.log(1 + sp.exp(x)), out_range=(0, 1),
     ref64=dict(forward=r64.sigmoid, dfdx=r64.sigmoid_dx, dfdy=r64.sigmoid_dy), numpy_baseline="numpy_expr",
+    switch_points=lambda a: (2 * _TANH_CLAMP, 2 * _TANH_SMALL, 36.7368005696771, 16.635532333438686),
     impls=_impls(
         _numba(s.sigmoid_exp, s.sigmoid_exp_dx, s.sigmoid_dy, libm=True,
                note="stable exp(-|x|) form", forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
@@ -291,11 +315,11 @@ _c = sp.Symbol("c", positive=True)
 
 
 def _seed(name, desc, f, dfdx, dfdy, F, rng, nb, np_, libm=False, param=None, default=0.0,
-          domain="real", bounds=None, extra=(), ref64=None, np_bounds=None):
+          domain="real", bounds=None, extra=(), ref64=None, np_bounds=None, kinks=(), switch_points=lambda a: ()):
     bounds = bounds or {"default": EXACTISH}
     _add(Activation(
         name, desc, "seed", f=f, dfdx=dfdx, dfdy=dfdy, antiderivative=F, out_range=rng,
-        param=param, param_default=default, domain=domain, ref64=ref64 or {},
+        param=param, param_default=default, domain=domain, ref64=ref64 or {}, kinks=kinks, switch_points=switch_points,
         impls=_impls(_numba(*nb, libm=libm, **bounds), *extra, _numpy(*np_, **(np_bounds or bounds))),
     ))
 
@@ -324,18 +348,21 @@ _seed("exp", "exponential", sp.exp(x), sp.exp(x), y, sp.exp(x), (0, sp.oo),
       extra=[_simd(v.exp, v.exp, s.identity, forward=_by_dtype(1.5, 2), dfdx=_by_dtype(1.5, 2), dfdy=EXACTISH),
              *_libmvec(mv.EXP, mv.EXP, s.identity, forward=_by_dtype(3, 3.5), dfdx=_by_dtype(3, 3.5),
                        dfdy=EXACTISH)],
-      ref64=dict(forward=r64.exp, dfdx=r64.exp, dfdy=r64.identity))
+      ref64=dict(forward=r64.exp, dfdx=r64.exp, dfdy=r64.identity),
+      # overflow to inf and underflow to 0 in float32/float64; numba_simd's argument clamps
+      switch_points=lambda a: (88.72283905206835, 89.0, 103.97207708399179, 104.0, 709.782712893384, 710.0,
+                               745.1332191019412, 746.0))
 _seed("relu", "max(x, 0)", sp.Piecewise((x, x > 0), (0, True)),
       sp.Piecewise((1, x > 0), (0, True)), sp.Piecewise((1, y > 0), (0, True)),
       sp.Piecewise((x ** 2 / 2, x > 0), (0, True)), (0, sp.oo),
-      (s.relu, s.relu_dx, s.relu_dx), (npi.relu, npi.relu_dx, npi.relu_dx))
+      (s.relu, s.relu_dx, s.relu_dx), (npi.relu, npi.relu_dx, npi.relu_dx), kinks=(0.0,))
 _sl = sp.Symbol("slope", positive=True)
 _add(Activation(
     "leaky_relu", "x for x >= 0, slope*x below", "seed",
     f=sp.Piecewise((x, x >= 0), (_sl * x, True)), dfdx=sp.Piecewise((1, x > 0), (_sl, True)),
     dfdy=sp.Piecewise((1, y > 0), (_sl, True)),
     antiderivative=sp.Piecewise((x ** 2 / 2, x >= 0), (_sl * x ** 2 / 2, True)),
-    out_range=(-sp.oo, sp.oo), param="slope", param_default=0.01,
+    out_range=(-sp.oo, sp.oo), param="slope", param_default=0.01, kinks=(0.0,),
     impls=_impls(_numba(s.leaky_relu, s.leaky_relu_dx, s.leaky_relu_dx),
                  _numpy(npi.leaky_relu, npi.leaky_relu_dx, npi.leaky_relu_dx)),
 ))
@@ -344,7 +371,8 @@ _add(Activation(
     f=sp.Piecewise((x, x > 0), (_a * (sp.exp(x) - 1), True)),
     dfdx=sp.Piecewise((1, x > 0), (_a * sp.exp(x), True)), dfdy=sp.Piecewise((1, y > 0), (y + _a, True)),
     antiderivative=sp.Piecewise((x ** 2 / 2, x > 0), (_a * (sp.exp(x) - x) - _a, True)),
-    out_range=(-_a, sp.oo), param="alpha", param_default=1.0,
+    out_range=(-_a, sp.oo), param="alpha", param_default=1.0, kinks=(0.0,),
+    switch_points=lambda a: (36.7368005696771, 16.635532333438686),
     impls=_impls(_numba(s.elu, s.elu_dx, s.elu_dy, libm=True, forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
                  _numpy(npi.elu, npi.elu_dx, npi.elu_dy, forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL)),
 ))
@@ -352,6 +380,7 @@ _add(Activation(
     "softsign", "x / (1 + |x|)", "seed",
     f=x / (1 + sp.Abs(x)), dfdx=1 / (1 + sp.Abs(x)) ** 2, dfdy=(1 - sp.Abs(y)) ** 2,
     antiderivative=sp.Abs(x) - sp.log(1 + sp.Abs(x)), out_range=(-1, 1),
+    kinks=(0.0,), switch_points=lambda a: (2.0 ** 60,),
     impls=_impls(_numba(s.softsign, s.softsign_dx, s.softsign_dy, forward=COMPOSED, dfdx=COMPOSED, dfdy=CANCEL),
                  _numpy(npi.softsign, npi.softsign_dx, npi.softsign_dy, forward=COMPOSED, dfdx=COMPOSED,
                         dfdy=CANCEL)),
@@ -366,7 +395,7 @@ _add(Activation(
     dfdx=sp.Piecewise((1, sp.Abs(x) < 1), (0, True)), dfdy=sp.Piecewise((1, sp.Abs(y) < 1), (0, True)),
     antiderivative=sp.Piecewise((-x - sp.Rational(1, 2), x < -1), (x - sp.Rational(1, 2), x > 1),
                                 (x ** 2 / 2, True)),
-    out_range=(-1, 1),
+    out_range=(-1, 1), kinks=(-1.0, 1.0), switch_points=lambda a: (1.0,),
     impls=_impls(_numba(s.hard_tanh, s.hard_tanh_dx, s.hard_tanh_dx),
                  _numpy(npi.hard_tanh, npi.hard_tanh_dx, npi.hard_tanh_dx)),
 ))
@@ -377,7 +406,7 @@ _add(Activation(
     dfdy=sp.Piecewise((sp.Rational(1, 6), (y > 0) & (y < 1)), (0, True)),
     antiderivative=sp.Piecewise((0, x < -3), (x, x > 3),
                                 (x ** 2 / 12 + x / 2 + sp.Rational(3, 4), True)),
-    out_range=(0, 1),
+    out_range=(0, 1), kinks=(-3.0, 3.0), switch_points=lambda a: (3.0,),
     impls=_impls(_numba(s.hard_sigmoid, s.hard_sigmoid_dx, s.hard_sigmoid_dy, forward=COMPOSED),
                  _numpy(npi.hard_sigmoid, npi.hard_sigmoid_dx, npi.hard_sigmoid_dy, forward=COMPOSED)),
 ))
@@ -389,6 +418,7 @@ _add(Activation(
     out_range=(sp.Rational(1, 2) - 1 / (2 * sp.sqrt(_a)), sp.Rational(1, 2) + 1 / (2 * sp.sqrt(_a))),
     param="alpha", param_default=1.0,
     ref64=dict(forward=r64.isru_sigmoid, dfdx=r64.isru_sigmoid_dx, dfdy=r64.isru_sigmoid_dy),
+    switch_points=lambda a: (2 * _isru_clamp(a),),
     impls=_impls(
         _numba(s.isru_sigmoid, s.isru_sigmoid_dx, s.isru_sigmoid_dy, forward=COMPOSED, dfdx=RCUBE,
                dfdy=CANCEL),
@@ -401,7 +431,8 @@ _add(Activation(
     dfdx=sp.Piecewise((1, x >= 0), ((1 + _a * x ** 2) ** sp.Rational(-3, 2), True)),
     dfdy=sp.Piecewise((1, y >= 0), ((1 - _a * y ** 2) ** sp.Rational(3, 2), True)),
     antiderivative=sp.Piecewise((x ** 2 / 2, x >= 0), ((sp.sqrt(1 + _a * x ** 2) - 1) / _a, True)),
-    out_range=(-1 / sp.sqrt(_a), sp.oo), param="alpha", param_default=1.0,
+    out_range=(-1 / sp.sqrt(_a), sp.oo), param="alpha", param_default=1.0, kinks=(0.0,),
+    switch_points=lambda a: (_isru_clamp(a),),
     impls=_impls(
         _numba(s.isrlu, s.isrlu_dx, s.isrlu_dy, forward=COMPOSED, dfdx=RCUBE, dfdy=CANCEL),
         _numpy(npi.isrlu, npi.isrlu_dx, npi.isrlu_dy, forward=COMPOSED, dfdx=RCUBE, dfdy=CANCEL)),
