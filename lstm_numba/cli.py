@@ -249,7 +249,13 @@ def main_report(argv: list[str]) -> int:
     p = ArgumentParser(prog=f"{PROG} report", description="Print the summary of an LSTM run folder (a sweep, "
                        "an accuracy study or a vs-torch run).")
     p.add_argument("run")
+    p.add_argument("--html", metavar="FILE", help="write the report as one self-contained web page (machine, "
+                   "settings, findings, figures, summary tables, command) to FILE, which must not exist")
     args = p.parse_args(argv)
+    if args.html:
+        from mathbench import htmlpage
+
+        htmlpage.check_target(args.html)  # refuse before reading or drawing anything
     df, meta = runs.load_run(args.run)
     # kind -> (the column its rows are keyed by, what it is called, what prints its summary)
     kinds = {sweep.KIND: ("config_id", "an LSTM sweep", lambda: [sweep.summary(df), *sweep.status(df, meta)]),
@@ -261,6 +267,11 @@ def main_report(argv: list[str]) -> int:
     column, what, lines = kinds[kind]
     if column not in df.columns:
         raise UsageError(f"{args.run}/{runs.RESULTS} has no {column} column; not {what}")
+    if args.html:
+        from . import report_html
+
+        print(f"wrote {htmlpage.write_page(args.html, report_html.build(args.run, df, meta))}")
+        return 0
     print("\n".join(lines()))
     return 0
 

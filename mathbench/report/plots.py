@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.font_manager
 import matplotlib.ticker
+import matplotlib.transforms
 
 matplotlib.use("Agg")  # headless: notebooks run in tox/CI without a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -76,7 +78,11 @@ def cost_vs_size(df: pd.DataFrame, form: str = "forward", functions=None):
 def _legend_below(ax) -> None:
     """A legend on every panel (its lines named where they are drawn), under it: with 16 lines no
     corner of the plot is free."""
-    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    # anchored a fixed distance in points under the axes, below the tick labels and the x label
+    # whatever the panel's height (a fraction of the axes overlapped the label on short panels)
+    below = matplotlib.transforms.ScaledTranslation(0, -40 / 72, ax.figure.dpi_scale_trans)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=ax.transAxes + below,
+              frameon=False)
 
 
 def _line_order(d: pd.DataFrame) -> dict:
@@ -128,39 +134,52 @@ def relative_cost_bars(df: pd.DataFrame, size: int, dtype: str = "float32"):
     return fig
 
 
-def speed_vs_accuracy(df: pd.DataFrame, size: int, dtype: str = "float32", form: str = "forward"):
-    """ns/element against max ULP error, one point per implementation."""
+def speed_vs_accuracy(df: pd.DataFrame, size: int, dtype: str = "float32", form: str = "forward",
+                      xlabel: str = "max error, ULP (vs mpmath; ISRU etc. against their own formula)"):
+    """ns/element against max ULP error, one point per implementation (its own colour and marker,
+    named in the legend and beside the point); ``xlabel`` says where the errors come from (the
+    run's own grid check, or an exhaustive accuracy run merged into ``max_ulp``)."""
     d = serial(df[(df["size"] == size) & (df["dtype"] == dtype) & (df["form"] == form)
                   & df["max_ulp"].notna() & ~df["function"].isin(["copy", "plus"])])
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    order = _line_order(d)
     for _, r in d.iterrows():
         ax.errorbar(max(r["max_ulp"], 0.1), r["ns_per_element"],
-                    yerr=[[r["ns_per_element"] - r["ns_lo"]], [r["ns_hi"] - r["ns_per_element"]]], fmt="o")
-    ax.set(xscale="log", yscale="log", xlabel="max error, ULP (vs mpmath; ISRU etc. against their own formula)",
+                    yerr=[[r["ns_per_element"] - r["ns_lo"]], [r["ns_hi"] - r["ns_per_element"]]],
+                    ms=5, capsize=2, label=f"{r['function']} / {r['impl']}",
+                    **{**_style(order[r["function"], r["impl"]]), "ls": "none"})
+    ax.set(xscale="log", yscale="log", xlabel=xlabel,
            ylabel="ns per element", title=f"speed vs accuracy, {form}, {dtype}, n = {size:,}")
     ax.grid(True, which="both", alpha=0.3)
+    _legend_below(ax)
     fig.tight_layout()
     label_apart(ax, np.column_stack([np.maximum(d["max_ulp"], 0.1), d["ns_per_element"]]),
-                [f"{f}/{i}" for f, i in zip(d["function"], d["impl"])])
+                [f"{f}/{i}" for f, i in zip(d["function"], d["impl"])], max_shift=2)
     return fig
 
 
-def label_apart(ax, points: np.ndarray, texts: list, fontsize: float = 7) -> list:
+def label_apart(ax, points: np.ndarray, texts: list, fontsize: float = 7, max_shift: int | None = None) -> list:
     """Label each point to its right, nudging a label up just enough to clear the labels placed
     before it (lowest point first), with a thin leader line back to its point: implementations
-    of equal speed and error would otherwise print their names on top of each other."""
+    of equal speed and error would otherwise print their names on top of each other. With
+    ``max_shift``, a label that would move more than that many label heights is left out (in a
+    dense cluster the stack would run off the axes; the legend names those points)."""
     ax.autoscale_view()
     px = ax.transData.transform(points)  # display pixels (with the final scales and limits)
     pt = ax.figure.dpi / 72  # pixels per point
     height = 1.3 * fontsize * pt
     placed, out = [], []  # (x0, x1, y) of placed labels, in pixels
+    renderer, font = ax.figure.canvas.get_renderer(), matplotlib.font_manager.FontProperties(size=fontsize)
+    width = lambda t: renderer.get_text_width_height_descent(t, font, ismath=False)[0]  # noqa: E731
     for k in np.argsort(px[:, 1], kind="stable"):
         x0 = px[k, 0] + 4 * pt
-        x1 = x0 + 0.6 * fontsize * pt * len(texts[k])  # a generous width estimate
+        x1 = x0 + width(texts[k]) + 2 * pt  # the rendered width and a little air
         y = px[k, 1]
         for a0, a1, b in sorted(placed, key=lambda t: t[2]):
             if a0 < x1 and x0 < a1 and abs(y - b) < height:
                 y = b + height
+        if max_shift is not None and y - px[k, 1] > max_shift * height:
+            continue
         placed.append((x0, x1, y))
         dy = (y - px[k, 1]) / pt
         out.append(ax.annotate(texts[k], tuple(points[k]), xytext=(4, dy + 2), textcoords="offset points",
@@ -268,6 +287,18 @@ def _lstm_trained(d: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return d[(d["quality_flag"].fillna("") != "not trained") & d["config_id"].map(base).eq(True)]
 
 
+def _panel_grid(n: int, empty: str, cols: int, width: float, height: float, **kw):
+    """(figure, axes grid) for n panels, at most ``cols`` a row; with no panel, a small figure
+    saying ``empty`` and None."""
+    if not n:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.text(0.5, 0.5, empty, ha="center")
+        return fig, None
+    cols = min(cols, n)
+    return plt.subplots((n + cols - 1) // cols, cols, figsize=(width * cols, height * ((n + cols - 1) // cols)),
+                        squeeze=False, **kw)
+
+
 def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None = 1.0, rows=None):
     """``column`` (with ``_lo``/``_hi`` bands) against hidden size, one line per layer count;
     one panel per (task, variant, dtype, threads). Bands are labelled with what they are (a 95% CI
@@ -277,13 +308,9 @@ def lstm_vs_hidden(df: pd.DataFrame, column: str, ylabel: str, ref: float | None
         d = _lstm_trained(d, df)
     d = d[d[column].notna()]
     panels = list(d.groupby(["task", "variant", "dtype", "threads"], sort=True))
-    if not panels:
-        fig, ax = plt.subplots(figsize=(5, 3))
-        ax.text(0.5, 0.5, f"no {column} rows", ha="center")
+    fig, axes = _panel_grid(len(panels), f"no {column} rows", 3, 5.5, 3.8)
+    if axes is None:
         return fig
-    cols = min(3, len(panels))
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.8 * nrows), squeeze=False)
     lo, hi = (f"{column}_lo", f"{column}_hi") if f"{column}_lo" in d else ("loss_diff_lo", "loss_diff_hi")
     for ax, ((task, variant, dtype, thr), g) in zip(axes.flat, panels):
         for layers, gl in g.groupby("layers"):
@@ -320,7 +347,8 @@ def lstm_serial_parallel(df: pd.DataFrame):
         for (layers, thr), gl in g.groupby(["layers", "threads"]):
             gl = gl.sort_values("hidden")
             _band(ax, gl["hidden"], gl["train_step_s"] * 1e3, gl["train_step_lo"] * 1e3, gl["train_step_hi"] * 1e3,
-                  f"{layers}L, {thr} thread(s)", color=_COLORS[2 * (layers - 1) % 20], ls="-" if thr == 1 else "--")
+                  f"{layers}L, {thr} thread(s)", color=_COLORS[2 * (layers - 1) % 20], ls="-" if thr == 1 else "--",
+                  marker="o" if thr == 1 else "s")  # colour and marker tell every line apart
         base = g["variant"].iloc[0] if len(g) else "baseline"
         ax.set(xscale="log", yscale="log", xlabel="hidden size", ylabel="ms per training step",
                title=f"{task}, {dtype}: {base}, serial vs parallel\n{lstm_band_label(g, 'train_step_s')}")
@@ -340,13 +368,9 @@ def lstm_study(comp: pd.DataFrame, metric: str = "loss", ylabel: str | None = No
     order-statistic 95% interval of the median, or the range of fewer than 6 seeds) and n."""
     d = comp[(comp["metric"] == metric) & comp["diff"].notna()]
     panels = list(d.groupby(["task", "layers", "dtype"], sort=True))
-    if not panels:
-        fig, ax = plt.subplots(figsize=(5, 3))
-        ax.text(0.5, 0.5, f"no {metric} comparisons", ha="center")
+    fig, axes = _panel_grid(len(panels), f"no {metric} comparisons", 3, 5.8, 4.2)
+    if axes is None:
         return fig
-    cols = min(3, len(panels))
-    nrows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.8 * cols, 4.2 * nrows), squeeze=False)
     order = {v: i for i, v in enumerate(dict.fromkeys(d["variant"]))}  # one style per candidate everywhere
     for ax, ((task, layers, dtype), g) in zip(axes.flat, panels):
         for variant, gv in g.groupby("variant", sort=False):
@@ -373,3 +397,36 @@ def lstm_study(comp: pd.DataFrame, metric: str = "loss", ylabel: str | None = No
     fig.tight_layout()
     return fig
 
+
+
+def lstm_versus(summary: pd.DataFrame, what: str = "train"):
+    """A vs-torch run's per-shape summary (``lstm_numba.versus.summarize``): time(torch) /
+    time(Numba) against hidden size, one line per batch size (colour and marker), one panel per
+    (layers, threads); bands are the range (min..max) over the run's processes, not a CI."""
+    col = f"{what}_ratio"
+    d = summary[summary[col].notna()]
+    panels = list(d.groupby(["layers", "threads"], sort=True))
+    fig, axes = _panel_grid(len(panels), f"no {col} rows", 4, 4.6, 3.9, sharey=True)
+    if axes is None:
+        return fig
+    order = {b: i for i, b in enumerate(sorted(d["batch"].unique()))}
+    step = "training step" if what == "train" else "inference"
+    for ax, ((layers, thr), g) in zip(axes.flat, panels):
+        for batch, gb in g.groupby("batch", sort=True):
+            gb = gb.sort_values("hidden")
+            _band(ax, gb["hidden"], gb[col], gb[f"{what}_min"], gb[f"{what}_max"], f"batch {batch}", order[batch])
+        ax.axhline(1.0, color="k", lw=0.8)
+        n = int(g["passes"].min())
+        ax.set(xscale="log", yscale="log", xlabel="hidden size",
+               title=f"{layers} layer(s), {thr} thread(s), {step}\nbands: range of {n} processes (not a CI)")
+        ax.title.set_fontsize(9)
+        ax.set_xticks(sorted(g["hidden"].unique()), [str(h) for h in sorted(g["hidden"].unique())])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"time(torch) / time(Numba), {step}\n(> 1: Numba faster)", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
