@@ -187,35 +187,66 @@ def main_bench(argv: list[str]) -> int:
 
 def main_compare(argv: list[str]) -> int:
     p = ArgumentParser(prog="mathbench compare",
-                                description="Per-row speedup of run B over run A (time A / time B) with a "
-                                            "conservative interval from both runs' intervals (the header names "
-                                            "each run's interval method); rows whose intervals do not overlap "
-                                            "are flagged.")
-    p.add_argument("run_a")
-    p.add_argument("run_b")
-    p.add_argument("--csv", help="also write the comparison to this CSV file (must not exist)")
+                       description="Per-row speedup of each later run over the first (time 1 / time K) with a "
+                                   "conservative interval from both runs' intervals (the header names each run's "
+                                   "interval method, CPU, threads, Numba version and commit); rows whose intervals "
+                                   "do not overlap are flagged; rows not in every run are listed.")
+    p.add_argument("run_a", metavar="RUN_1", help="the reference run folder")
+    p.add_argument("run_b", metavar="RUN_2", help="a run folder to compare with it")
+    p.add_argument("more", metavar="RUN_N", nargs="*", help="more run folders, each against RUN_1")
+    p.add_argument("--csv", help="also write the comparison to this CSV file (must not exist; with more than two "
+                   "runs the long table: one row per run and row)")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page (must not exist): per "
+                   "function a chart of the speedup over NumPy across sizes, one line per run")
     args = p.parse_args(argv)
-    from pathlib import Path
+    from .report import compare, html
 
-    from .report.tables import compare
-
-    df, text = compare(args.run_a, args.run_b)
-    if args.csv:
-        path = Path(args.csv)
-        if path.exists():
-            raise UsageError(f"{path} exists; earlier results are never overwritten")
-        try:
-            df.to_csv(path, index=False)
-        except OSError as e:
-            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    # refused before any work: earlier results are never overwritten
+    targets = {name: html.check_target(path) for name, path in (("csv", args.csv), ("html", args.html)) if path}
+    df, text, loaded = compare.compare_runs([args.run_a, args.run_b, *args.more])
+    if "csv" in targets:
+        html.write_page(targets["csv"], df.to_csv(index=False))
+    if "html" in targets:
+        html.write_page(targets["html"], compare.html_page(loaded, text))
     print(text)
     return 0
 
 
-def main_report(argv: list[str]) -> int:
-    p = ArgumentParser(prog="mathbench report", description="Print the summary of a run folder.")
-    p.add_argument("run")
+def main_export(argv: list[str]) -> int:
+    p = ArgumentParser(prog="mathbench export",
+                       description="Write a run's timings in another tool's format: --pyperf, pyperf's JSON "
+                                   "(one benchmark per row, named function/form/impl/dtype/size/threads, with one "
+                                   "value: the row's seconds per call; see mathbench.report.pyperf_export), for "
+                                   "python -m pyperf stats / compare_to.")
+    p.add_argument("run", help="a mathbench run folder")
+    p.add_argument("--pyperf", metavar="FILE.json", required=True, help="the pyperf JSON file to write (must not "
+                   "exist)")
     args = p.parse_args(argv)
+    from .report import html, pyperf_export
+
+    target = html.check_target(args.pyperf)  # refused before any work
+    html.write_page(target, pyperf_export.export(args.run))
+    print(f"pyperf JSON: {target}")
+    return 0
+
+
+def main_report(argv: list[str]) -> int:
+    p = ArgumentParser(prog="mathbench report", description="Print the summary of a run folder, or with --html "
+                       "write it as one self-contained web page (figures embedded, opens offline).")
+    p.add_argument("run")
+    p.add_argument("--html", metavar="FILE", help="write an HTML page (machine, settings, findings, figures, "
+                   "summary tables, command) to FILE, which must not exist")
+    p.add_argument("--accuracy", metavar="RUN", help="with --html: draw speed against the max errors of this "
+                   "'mathbench accuracy' run (e.g. results/accuracy-exhaustive) instead of the run's own grid check")
+    args = p.parse_args(argv)
+    if args.html:
+        from .report import html, run_page
+
+        html.check_target(args.html)  # refuse before drawing anything
+        print(f"wrote {html.write_page(args.html, run_page.build(args.run, args.accuracy))}")
+        return 0
+    if args.accuracy:
+        raise UsageError("--accuracy draws a figure: use it with --html FILE")
     from .report.tables import load_summary
 
     print(load_summary(args.run))
@@ -240,8 +271,10 @@ COMMANDS = {
             main_bench, "interrupted"),
     "verify": ("prove every formula with SymPy and check the kernels", main_verify, "interrupted"),
     "accuracy": ("accuracy run folder; --exhaustive: every float32 input", main_accuracy, RESUMABLE),
-    "compare": ("per-row speedup of run B over run A with intervals", main_compare, "interrupted"),
+    "compare": ("runs side by side: per-row speedup over the first run with intervals; --html charts",
+                main_compare, "interrupted"),
     "report": ("print the summary of an earlier run", main_report, "interrupted"),
+    "export": ("write a run's timings as pyperf JSON (--pyperf FILE.json)", main_export, "interrupted"),
 }
 
 

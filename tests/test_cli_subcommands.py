@@ -8,7 +8,7 @@ from lstm_numba import cli as lstm_cli
 from mathbench import cli as mb_cli
 
 TOOLS = {"mathbench": (mb_cli, "run"), "lstm_numba": (lstm_cli, "sweep")}
-EXPECTED = {"mathbench": {"run", "verify", "accuracy", "compare", "report"},
+EXPECTED = {"mathbench": {"run", "verify", "accuracy", "compare", "report", "export"},
             "lstm_numba": {"sweep", "train", "generate", "predict", "report", "accuracy", "vs-torch"}}
 
 

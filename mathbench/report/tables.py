@@ -120,38 +120,6 @@ def relative_cost(df: pd.DataFrame, size: int) -> str:
 KEY = ["function", "form", "impl", "dtype", "size", "threads", "parallel"]
 
 
-def compare(dir_a: str, dir_b: str) -> tuple[pd.DataFrame, str]:
-    """Per-row speedup of run B over run A (time A / time B), with an interval.
-
-    Runs are separate processes (maybe separate machines), so rows cannot be paired by round:
-    the interval is the conservative [lo_A/hi_B, hi_A/lo_B], and ``differs`` flags rows whose
-    two intervals do not overlap (the header says which method each run's intervals use: only
-    intervals across processes include run-to-run spread)."""
-    a, meta_a = runs.load_run(dir_a)
-    b, meta_b = runs.load_run(dir_b)
-    for name, d in (("first", a), ("second", b)):
-        _require(d, KEY + ["ns_per_element", "ns_lo", "ns_hi"], f"the {name} run folder")
-    m = a.merge(b, on=KEY, suffixes=("_a", "_b"))
-    if m.empty:
-        raise UsageError("the two runs have no rows in common (function, form, impl, dtype, size, threads)")
-    m["speedup"] = m["ns_per_element_a"] / m["ns_per_element_b"]
-    m["speedup_lo"] = m["ns_lo_a"] / m["ns_hi_b"]
-    m["speedup_hi"] = m["ns_hi_a"] / m["ns_lo_b"]
-    m["differs"] = (m["ns_hi_a"] < m["ns_lo_b"]) | (m["ns_hi_b"] < m["ns_lo_a"])
-    rows = [[r["function"], r["form"], r["impl"], r["dtype"], f"{int(r['size']):,}", int(r["threads"]),
-             f"{r['ns_per_element_a']:.3g}", f"{r['ns_per_element_b']:.3g}",
-             f"{r['speedup']:.2f}x [{r['speedup_lo']:.2f}, {r['speedup_hi']:.2f}]",
-             "*" if r["differs"] else ""] for _, r in m.iterrows()]
-    head = (f"A = {dir_a} ({meta_a.get('cpu', {}).get('model')}, {meta_a.get('created')})\n"
-            f"B = {dir_b} ({meta_b.get('cpu', {}).get('model')}, {meta_b.get('created')})\n"
-            f"intervals A: {interval_label(a)}\n"
-            f"intervals B: {interval_label(b)}\n"
-            "speedup = time A / time B (>1: B faster); * = the two runs' intervals do not overlap\n")
-    text = head + table(rows, ["function", "form", "impl", "dtype", "size", "threads", "ns A", "ns B",
-                               "speedup of B", "differs"])
-    return m[KEY + ["ns_per_element_a", "ns_per_element_b", "speedup", "speedup_lo", "speedup_hi", "differs"]], text
-
-
 #: the columns summary() and kernel_findings() index; other columns are optional (shown as "-")
 SUMMARY_COLUMNS = KEY + ["backend", "ns_per_element", "ns_lo", "ns_hi", "roof_fraction", "roof_lo", "roof_hi",
                          "cost_vs_plus", *[f"speedup_vs_{b}{e}" for b in ("tanh", "np_tanh", "numpy", "serial")
