@@ -4,7 +4,7 @@
 ``model.grads`` to global norm ``clip`` (torch's ``clip_grad_norm_`` rule; ``clip=0`` disables),
 applies one Adam update (torch's formula) and returns the gradient norm before clipping. A
 non-finite norm leaves the parameters and moments untouched (the caller decides what to do).
-The update is one njit call (``adam_update`` in ``model``) over every parameter at once.
+The update is one njit call (``adam_update`` in ``lstm_numba.ops``) over every parameter at once.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class Adam:
         model = self.model
         b1, omb1, b2, omb2, eps = self._consts
         dt = self._dt
-        norm = model.kernels.adam_update(
+        norm = model.ops.adam_update(
             model.params.flat, model.grads.flat, self.m, self.v, dt(self.lr / bc1), b1, omb1, b2, omb2,
             eps, dt(1.0 / math.sqrt(bc2)), self._clip, model.nchunks)
         if math.isfinite(norm):

@@ -67,7 +67,7 @@ import numpy as np
 
 from mathbench import UsageError
 
-from .model import Model, ModelConfig, Params
+from .network import Model, ModelConfig, Params
 from .optim import Adam
 
 __all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "evaluate", "predict",

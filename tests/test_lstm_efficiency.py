@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lstm_numba import cli, sweep
-from lstm_numba.model import ModelConfig, matmul_flops
+from lstm_numba.network import ModelConfig, matmul_flops
 from mathbench.core import runs
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lstm_numba import reference
-from lstm_numba import model as M
-from lstm_numba.model import Model, ModelConfig, Params, Plan, init_params
+from lstm_numba import network as M
+from lstm_numba.network import Model, ModelConfig, Params, Plan, init_params
 from lstm_numba.optim import Adam
 from lstm_numba.train import thread_limits
 from mathbench.functions import registry
@@ -426,16 +426,15 @@ def test_bad_inputs_raise_usage_error():
 
 @pytest.mark.parametrize("task", TASKS)
 def test_kernel_source_runs_as_plain_python_with_same_result(task):
-    """The kernel sections of model.py, run uncompiled (prange = range, np.dot with out), give
-    bit-identical results to the generated, compiled module: generation changes nothing. (The
+    """The kernel templates (model.py, ops.py, the task module), run uncompiled as plain Python
+    (prange = range, np.dot with out), give bit-identical results to the generated, compiled
+    modules: generation changes nothing. (The
     BLAS plan: the tiled products are compiled with reassociation, whose sums no uncompiled
     loop reproduces bit for bit; ``test_every_plan_matches_the_reference`` covers them.)"""
-    from lstm_numba import model as source
-
     cfg = ModelConfig(task, hidden=3, layers=2, vocab_size=4 if task == "lm" else 0,
                       n_features=2 if task == "classify" else 0, dtype="float64")
     compiled, plain = perturbed_model(cfg), perturbed_model(cfg)
-    plain._kernels = source
+    plain._kernels = cfg.task_def.template  # imports lstm_numba.model and .ops: plain Python too
     for m in (compiled, plain):
         m.use_plan(Plan(fwd="blas", bwd="blas"))
     x, y, state = make_batch(cfg, T=3, B=2)

@@ -1,0 +1,77 @@
+"""LSTM tasks: what differs between a character language model and a sequence classifier.
+
+One module per task, each defining one ``Task`` subclass instance ``TASK``; ``TASKS`` maps the
+task's name to it (``get(name)`` with a one-line UsageError for unknown names). Adding a task =
+one module here plus its line in ``_MODULES``.
+
+A task module is also a kernel template (``lstm_numba.templating``): its marked functions (the
+input projection, the head and loss, and the three entry points ``forward``/``backward``/
+``infer`` that run a whole batch in one Numba call) are generated per activation pair next to the
+cell kernels of ``lstm_numba.model`` (``variants.task_kernels``).
+
+The interface (what ``network.Model``, ``sweep``, ``train`` and the peers call):
+
+model side
+    ``input_size(cfg)``, ``output_size(cfg)``, ``check_config(cfg)``; ``check_batch(cfg, x, y)``
+    -> validated (x, y); ``batch_dtypes(cfg)``; ``example_batch(cfg, T, B, rng)``;
+    ``alloc(cfg, T, B, train)`` -> the task's own buffers; ``forward/backward/infer(k, m, ...)``
+    call the generated module ``k``; ``probabilities(cfg, ws)``; ``io_flops(cfg, T, B)``;
+    ``HEAD_LOOP`` (kernel name, 1-D arrays, scalars) for ``network.loop_facts``.
+training data (``train``)
+    ``prepare_data(model, data)``, ``batches(...)``, ``evaluate(model, data, seq_len, batch)``.
+sweep
+    ``load_data(settings)``, ``data_info(ds)``, ``model_kwargs(ds)``, ``train_batches``,
+    ``eval_set``, ``reference_scores``, ``labels(probabilities)``, ``scores(y, pred)``, and the
+    summary's wording (``QUALITY``, ``TRIVIAL``, ``STRONG``, ``quality_text``, ``refs_text``,
+    ``ref_columns``).
+peers
+    ``peer_inputs``, ``peer_head``, ``peer_loss``, ``peer_probabilities``, ``peer_labels`` in each
+    peer's own terms (the torch peer passes its module), so a peer backend needs no task branches.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from mathbench import UsageError
+
+
+class Task:
+    """Base of the task objects (see module doc); subclasses fill in every method."""
+
+    name = ""
+    template = None  # the task's module (its kernel template)
+    QUALITY = "loss"  # the summary's headline metric
+    TRIVIAL = STRONG = ""  # the trivial baselines' names ("not trained" / "weak" below them)
+    SCORES: tuple = ()  # held-out metrics besides the loss
+    PERPLEXITY = False  # report exp(loss)
+    HEAD_LOOP: tuple = ()
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+def c_writable(a, dtype) -> np.ndarray:
+    """C-contiguous, writeable array of dtype (read-only arrays would be a new Numba type)."""
+    out = np.ascontiguousarray(a, dtype=dtype)
+    if not out.flags.writeable:
+        out = out.copy()
+    return out
+
+
+_MODULES = {"lm": "lstm_numba.tasks.lm", "classify": "lstm_numba.tasks.classify"}
+NAMES = tuple(_MODULES)
+TASKS: dict = {}
+
+
+def get(name) -> Task:
+    """The task called ``name`` (UsageError listing the valid ones otherwise)."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise UsageError(f"task must be one of {', '.join(NAMES)}, got {name!r}") from None
+
+
+for _name, _mod in _MODULES.items():
+    TASKS[_name] = importlib.import_module(_mod).TASK
