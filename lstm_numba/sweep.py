@@ -66,10 +66,11 @@ from mathbench import UsageError
 
 from . import baselines as BL
 from . import data as D
-from . import optim, peers
+from . import optim, peers, tasks
+from . import variants as _kernel_variants  # (``variants`` below is this sweep's list of pairs)
 # Importing the model loads SciPy's BLAS now, before any thread limit is set, so every limit
 # below reaches it (a library loaded inside a threadpool_limits block keeps its default).
-from .model import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
+from .network import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
 from .optim import Adam
 
 KIND = "lstm"
@@ -84,7 +85,7 @@ DEFAULT_PAIRS = [BASELINE, ("isru", "sigmoid:numba_simd"), ("isru", "isru_sigmoi
 #: coverage well below 95% for small n (n = 3: [min, max], about 76%); they get min..max and n.
 MIN_CI_SAMPLES = 10
 CI, RANGE = "95% CI", "range"
-TASKS = ("lm", "classify")
+TASKS = tasks.NAMES
 DTYPES = ("float32", "float64")
 
 COLUMNS = [
@@ -300,8 +301,8 @@ def configs(s: Settings) -> list[Config]:
 
 def variants(s: Settings, with_peer: bool) -> list[Variant]:
     vs = [Variant("numba", c, g) for c, g in s.pairs]
-    if with_peer:
-        vs.append(Variant("torch", "tanh", "sigmoid"))
+    if with_peer:  # torch.nn.LSTM's fixed activations
+        vs.append(Variant(peers.DEFAULT, "tanh", "sigmoid"))
     return vs
 
 
@@ -319,26 +320,14 @@ def use_peer(s: Settings) -> bool:
 
 def load_datasets(s: Settings) -> dict:
     """task -> TextData / SensorData, checked against --seq-len (UsageError on bad files)."""
-    out = {}
-    if "lm" in s.tasks:
-        out["lm"] = D.load_text(s.data) if s.data else D.default_text()
-    if "classify" in s.tasks:
-        out["classify"] = (D.occupancy_data(s.occupancy_train, s.occupancy_test) if s.occupancy_train
-                           else D.default_sensor())
+    out = {t: tasks.get(t).load_data(s) for t in tasks.NAMES if t in s.tasks}
     for ds in out.values():
         ds.check_seq_len(s.seq_len)
     return out
 
 
-def data_info(ds) -> dict:
-    if isinstance(ds, D.TextData):
-        return {"source": ds.source, "fingerprint": ds.fingerprint, "vocab": ds.n_vocab,
-                "train_chars": int(ds.fit.size), "validation_chars": int(ds.val.size),
-                "held_out_chars": int(ds.test.size)}
-    return {"source": ds.source, "fingerprint": ds.fingerprint, "features": list(D.FEATURES),
-            "train_rows": int(ds.val_from), "validation_rows": int(ds.train_y.size - ds.val_from),
-            "test_rows": int(ds.test_y.size),
-            "train_positive": float(ds.train_y[:ds.val_from].mean()), "test_positive": float(ds.test_y.mean())}
+def data_info(ds, task: str) -> dict:
+    return tasks.get(task).data_info(ds)
 
 
 def config_id(s: Settings, c: Config, ds) -> str:
@@ -357,8 +346,9 @@ def code_files(pairs) -> set:
     """The sources the numbers run through: this sweep, the model, optimizer, data, torch peer,
     timing harness, statistics, thread control, code generation, and the scalar activations of
     the chosen pairs."""
-    files = {m.__file__ for m in (sys.modules[__name__], sys.modules[Model.__module__], optim, D, BL, peers, harness,
-                                  stats, registry, threads, codegen)}
+    files = {m.__file__ for m in (sys.modules[__name__], sys.modules[Model.__module__], optim, D, BL, peers,
+                                  peers.get(), harness, stats, registry, threads, codegen)}
+    files |= set(_kernel_variants.template_sources()) | {_kernel_variants.__file__, tasks.__file__}
     files |= {inspect.getsourcefile(_jit_c), inspect.getsourcefile(exp_core.py_func)}  # JIT options, SIMD exp
     for pair in pairs:
         for spec in pair:
@@ -400,7 +390,7 @@ def _params_count(tensors: dict) -> int:
 
 class NumbaEngine:
     """``lstm_numba.model.Model`` + ``lstm_numba.optim.Adam``, behind the interface the sweep
-    times (the same one as ``peers.TorchEngine``). The same primitives as ``train.train``:
+    times (the same one as a peer's ``Engine``, ``lstm_numba.peers``). The same primitives as ``train.train``:
     ``forward(..., validate=False)`` (the sweep's batches are C-contiguous arrays of the model's
     types, checked once when drawn), ``backward()``, ``Adam.step()``; buffers for every batch
     shape are allocated up front (``Model.prepare``), never inside a timed call."""
@@ -441,12 +431,12 @@ class NumbaEngine:
     def evaluate(self, x, y):
         loss = self.model.forward(x, y, None, validate=False)
         p = self.model.outputs()
-        pred = p.argmax(-1) if self.model.config.task == "lm" else (p >= 0.5).astype(np.int64)
+        pred = self.model.task.labels(p)
         return loss, pred
 
 
 def model_config(c: Config, v: Variant, ds, seed: int) -> ModelConfig:
-    kw = dict(vocab_size=ds.n_vocab) if c.task == "lm" else dict(n_features=D.SensorData.n_features)
+    kw = tasks.get(c.task).model_kwargs(ds)
     return ModelConfig(c.task, hidden=c.hidden, layers=c.layers, cell=v.cell, gate=v.gate, dtype=c.dtype,
                        parallel=c.threads > 1, seed=seed, **kw)
 
@@ -454,17 +444,15 @@ def model_config(c: Config, v: Variant, ds, seed: int) -> ModelConfig:
 def make_engine(c: Config, v: Variant, ds, seed: int, s: Settings, init_tensors: Optional[dict] = None):
     """A fresh engine for one variant; every Numba variant of a seed starts from the same
     weights, and the torch peer gets a copy of them (``init_tensors``)."""
-    if v.backend == "torch":
-        n_in = ds.n_vocab if c.task == "lm" else D.SensorData.n_features
-        n_out = ds.n_vocab if c.task == "lm" else 1
-        return peers.TorchEngine(c.task, n_in, n_out, c.layers, c.hidden, c.dtype, seed, optimizer=s.optimizer,
-                                 lr=s.lr, clip=s.clip or None, init_weights=init_tensors)
+    if v.backend != "numba":  # a peer (``lstm_numba.peers``) of the same shape
+        return peers.engine(model_config(c, v, ds, seed), v.backend, optimizer=s.optimizer, lr=s.lr,
+                            clip=s.clip or None, init_weights=init_tensors)
     return NumbaEngine(Model(model_config(c, v, ds, seed)), s)
 
 
 def compile_variant(c: Config, v: Variant, ds, s: Settings) -> float:
     """Seconds to compile (or load from the disk cache) what variant ``v`` runs, before timing."""
-    if v.backend == "torch":
+    if v.backend != "numba":
         t0 = time.perf_counter()
         e = make_engine(c, v, ds, s.seed, s)
         x, y = _batches(ds, c, s, np.random.default_rng(0), 1)[0]
@@ -500,59 +488,35 @@ def _thread_columns() -> dict:
 
 def _batches(ds, c: Config, s: Settings, rng, n: int) -> list:
     """``n`` training batches drawn once per seed, shared by every variant (same data order)."""
-    out = []
-    for _ in range(n):
-        if c.task == "lm":
-            x, y = ds.train_batch(rng, s.batch, s.seq_len)
-        else:
-            x, y = ds.train_batch(rng, s.batch, s.seq_len, dtype=c.dtype)
-            y = y.astype(c.dtype)
-        out.append((np.ascontiguousarray(x), np.ascontiguousarray(y)))
-    return out
+    task = tasks.get(c.task)
+    return [tuple(np.ascontiguousarray(a) for a in task.train_batch(ds, rng, s.batch, s.seq_len, c.dtype))
+            for _ in range(n)]
 
 
 def _eval_set(ds, c: Config, s: Settings, part: str = "test") -> list:
     """Held-out batches of ``part``: "test" (scored once, at the chosen checkpoint) or "val"."""
-    if c.task == "lm":
-        return [(np.ascontiguousarray(x), np.ascontiguousarray(y))
-                for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_chars=s.eval_chars, part=part)]
-    return [(np.ascontiguousarray(x), np.ascontiguousarray(y.astype(c.dtype)))
-            for x, y in ds.eval_batches(s.seq_len, s.eval_batch, max_windows=s.eval_windows, dtype=c.dtype,
-                                        part=part)]
+    return tasks.get(c.task).eval_batches(ds, s, c.dtype, part)
 
 
 def reference_scores(ds, c: Config, eval_set: list) -> dict:
     """The trivial baselines (``baselines``) on exactly the test batches the variants are scored
     on, fit on the training part."""
-    if c.task == "lm":
-        return BL.text(ds.fit, np.concatenate([x.ravel() for x, _ in eval_set]),
-                       np.concatenate([y.ravel() for _, y in eval_set]), ds.n_vocab)
-    last = np.concatenate([x[-1] for x, _ in eval_set]).astype(np.float64)  # each window's labelled row
-    return BL.classify(ds.train_x[:ds.val_from], ds.train_y[:ds.val_from], last,
-                       np.concatenate([y for _, y in eval_set]))
+    return tasks.get(c.task).reference_scores(ds, eval_set)
 
 
 def _evaluate(engine, eval_set, task: str) -> dict:
-    """Held-out loss (weighted mean over predictions), accuracy and F1 (classify)."""
-    total, n, correct = 0.0, 0, 0
+    """Held-out loss (weighted mean over predictions) and the task's scores (``Task.scores``:
+    accuracy; F1 for classify)."""
+    total, n = 0.0, 0
     ys, ps = [], []
     for x, y in eval_set:
         loss, pred = engine.evaluate(x, y)
         k = int(np.asarray(y).size)
         total += float(loss) * k
         n += k
-        if task == "lm":
-            correct += int(np.sum(np.asarray(pred) == y))
-        else:
-            ys.append(np.asarray(y).astype(np.int64))
-            ps.append(np.asarray(pred).astype(np.int64))
-    loss = total / n
-    out = {"loss": loss}
-    if task == "lm":
-        out["accuracy"] = correct / n  # next-character accuracy
-    else:
-        out.update(D.binary_scores(np.concatenate(ys), np.concatenate(ps)))
-    return out
+        ys.append(np.asarray(y))
+        ps.append(np.asarray(pred))
+    return {"loss": total / n, **tasks.get(task).scores(ys, ps)}
 
 
 def _chunks(n: int, k: int) -> list[range]:
@@ -682,7 +646,7 @@ def _measure(s, c, ds, vs, compile_s, on_repeat, facts) -> list[dict]:
         engines = {}
         init_tensors = None
         for v in vs:
-            engines[v] = make_engine(c, v, ds, seed, s, init_tensors if v.backend == "torch" else None)
+            engines[v] = make_engine(c, v, ds, seed, s, init_tensors if v.backend != "numba" else None)
             if v.backend == "numba" and init_tensors is None:
                 init_tensors = {k: np.array(a) for k, a in engines[v].model.params.tensors().items()}
                 params_count = _params_count(init_tensors)
@@ -776,11 +740,12 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
     """``gemm``: (the training step's matrix-product FLOPs, sgemm_reference's GFLOP/s and n)."""
     base = next(v for v in vs if v.backend == "numba")  # the first pair (validate: BASELINE)
     code = code_version(s)
-    torch_v = next((v for v in vs if v.backend == "torch"), None)
+    torch_v = next((v for v in vs if v.backend != "numba"), None)  # the peer
     bt = tracks[base]
     cid = config_id(s, c, ds)
     finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    n_in = ds.n_vocab if c.task == "lm" else D.SensorData.n_features
+    task = tasks.get(c.task)
+    shape = model_config(c, base, ds, s.seed)
     rows = []
     for v in vs:
         tr = tracks[v]
@@ -792,7 +757,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
             iterations=s.iterations, repeats=s.repeats, chunks=len(_chunks(s.iterations, s.chunks)), seed=s.seed,
             optimizer=s.optimizer, lr=s.lr, clip=s.clip, val_every=val_every(s), patience=s.patience, data=ds.source,
             data_fingerprint=ds.fingerprint,
-            n_in=n_in, n_out=ds.n_vocab if c.task == "lm" else 1, parameters=params_count,
+            n_in=shape.n_in, n_out=shape.n_out, parameters=params_count,
             compile_s=compile_s.get((c.task, c.dtype, c.threads > 1, v)),
             timing_samples=len(tr.step), latency_samples=len(tr.lat), init=tr.init,
             config_rows=len(vs), wall_s=wall, finished=finished, code_version=code, **tr.threads, **tr.plans,
@@ -821,18 +786,14 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
         q = {k: np.array([d.get(k, math.nan) for d in tr.quality], dtype=float) for k in ("loss", "accuracy", "f1")}
         qb = {k: np.array([d.get(k, math.nan) for d in bt.quality], dtype=float) for k in ("loss", "accuracy", "f1")}
         _put(row, ("loss", "loss_lo", "loss_hi"), _summ(q["loss"]))
-        if c.task == "lm":
+        if task.PERPLEXITY:
             row["perplexity"], row["perplexity_lo"], row["perplexity_hi"] = (
                 math.exp(min(x, 700.0)) if math.isfinite(x) else math.nan for x in _summ(q["loss"]))
-        _put(row, ("accuracy", "accuracy_lo", "accuracy_hi"), _summ(q["accuracy"]))
-        if c.task == "classify":
-            _put(row, ("f1", "f1_lo", "f1_hi"), _summ(q["f1"]))
+        for k in task.SCORES:
+            _put(row, (k, f"{k}_lo", f"{k}_hi"), _summ(q[k]))
         if v != base:
-            _put(row, ("loss_diff", "loss_diff_lo", "loss_diff_hi"), _summ(q["loss"] - qb["loss"]))
-            _put(row, ("accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi"),
-                 _summ(q["accuracy"] - qb["accuracy"]))
-            if c.task == "classify":
-                _put(row, ("f1_diff", "f1_diff_lo", "f1_diff_hi"), _summ(q["f1"] - qb["f1"]))
+            for k in ("loss", *task.SCORES):
+                _put(row, (f"{k}_diff", f"{k}_diff_lo", f"{k}_diff_hi"), _summ(q[k] - qb[k]))
             row["higher_loss_repeats"] = int(np.sum(q["loss"] > qb["loss"]))
         row["train_loss"] = _summ(tr.train_loss)[0]
         row["diverged"] = int(np.sum(~np.isfinite(q["loss"])))
@@ -840,11 +801,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
         row["best_step"] = float(np.median(tr.best)) if tr.best else math.nan
         row["best_steps"] = ";".join(str(b) for b in tr.best)
         row["stopped_early_repeats"] = tr.early
-        if c.task == "lm":
-            row["ref_unigram"], row["ref_bigram"] = refs["unigram"], refs["bigram"]
-        else:
-            row["ref_majority_acc"], row["ref_majority_f1"] = refs["majority"]["accuracy"], refs["majority"]["f1"]
-            row["ref_threshold_acc"], row["ref_threshold_f1"] = refs["threshold"]["accuracy"], refs["threshold"]["f1"]
+        row.update(task.ref_columns(refs))
         row["quality_flag"] = BL.flag(c.task, {"loss": row["loss"], "accuracy": row.get("accuracy", math.nan)}, refs)
         nq = int(np.isfinite(q["loss"]).sum())
         row["timing_interval"] = interval_kind(len(tr.step))
@@ -990,7 +947,7 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     done = prepare_resume(run_dir) if resumed else set()
     session.update(configs_planned=len(plan), configs_already_done=sum(cid in done for _, cid in plan))
     meta["plan"] = [cid for _, cid in plan]  # what "finished" means for report's "k of n"
-    meta["data"] = {t: data_info(ds) for t, ds in datasets.items()}
+    meta["data"] = {t: data_info(ds, t) for t, ds in datasets.items()}
     meta["peer"] = {"torch": peers.version(), "used": with_peer}
     meta["variants"] = [v.label for v in vs]
     runs.write_json(meta_path, meta)
@@ -1099,6 +1056,7 @@ def summary(df, config_ids: Optional[list] = None) -> str:
     df = df.astype(object).where(df.notna(), None)
     lines = []
     for task, tdf in df.groupby("task", sort=False):
+        td = tasks.get(task)
         recs = tdf.to_dict("records")
         base_label = next((r["variant"] for r in recs if str(r["baseline"]) == "True"), "baseline")
         has_torch = any(r["backend"] == "torch" for r in recs)
@@ -1116,16 +1074,7 @@ def summary(df, config_ids: Optional[list] = None) -> str:
                 continue
             for r in grecs:
                 is_base = r is base
-                if task == "lm":
-                    qual = _ci(r, "loss", "loss_lo", "loss_hi", "{:.3f}", qk)
-                    if _fmt(r.get("perplexity")) != "-":
-                        qual += f" (ppl {_fmt(r.get('perplexity'))})"
-                    diff = ("loss_diff", "loss_diff_lo", "loss_diff_hi")
-                else:
-                    qual = _ci(r, "accuracy", "accuracy_lo", "accuracy_hi", "{:.3f}", qk)
-                    if _fmt(r.get("f1")) != "-":
-                        qual += f" (F1 {_fmt(r.get('f1'), '{:.3f}')})"
-                    diff = ("accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi")
+                qual, diff = td.quality_cell(r, _ci, _fmt, qk)
                 if is_base or r["backend"] != "numba":
                     d = ""
                 elif speed_only:
@@ -1143,16 +1092,10 @@ def summary(df, config_ids: Optional[list] = None) -> str:
                         qual, r.get("quality_flag") or "-", d, _fmt(r.get("best_step"), "{:.0f}")]
                 rows.append(line)
         header = ["dtype", "thr", "batch", "layers", "hidden", "variant", "ms/step", "speedup train",
-                  "speedup predict", "held-out loss" if task == "lm" else "held-out accuracy", "state",
-                  "loss diff" if task == "lm" else "accuracy diff", "chosen step"]
+                  "speedup predict", td.HEADERS[0], "state", td.HEADERS[1], "chosen step"]
         r0 = recs[0]
-        if task == "lm" and _fmt(r0.get("ref_bigram")) != "-":
-            refs = (f"baselines on the same test characters (fit on the training text): unigram "
-                    f"{r0['ref_unigram']:.3f}, bigram {r0['ref_bigram']:.3f} nats/char")
-        elif task == "classify" and _fmt(r0.get("ref_threshold_acc")) != "-":
-            refs = (f"baselines on the same test windows (fit on the training part): majority class accuracy "
-                    f"{r0['ref_majority_acc']:.3f}, best single-feature threshold {r0['ref_threshold_acc']:.3f} "
-                    f"(F1 {r0['ref_threshold_f1']:.3f})")
+        if _fmt(r0.get(td.REF_KEY)) != "-":
+            refs = td.refs_text(r0)
         else:
             refs = "no baselines recorded (a run written before they existed)"
         n_t = _fmt(r0.get("timing_samples"), "{:.0f}")
@@ -1164,8 +1107,7 @@ def summary(df, config_ids: Optional[list] = None) -> str:
                         "held-out = the test part after the last step (a run made before validation existed); ")
                      + f"diff = variant - {base_label}, paired by seed")
         lines.append(f"  {refs}; state: 'not trained' = no better than "
-                     f"{'unigram' if task == 'lm' else 'majority'}, 'weak' = no better than "
-                     f"{'bigram' if task == 'lm' else 'threshold'}")
+                     f"{td.TRIVIAL}, 'weak' = no better than {td.STRONG}")
         lines.append(f"  intervals: [lo, hi] = bootstrap 95% CI, {{lo..hi}} = min..max (fewer than "
                      f"{MIN_CI_SAMPLES} samples); timing from {n_t} samples per row, quality from {n_q} seeds")
         lines.append(table(rows, header))
@@ -1185,7 +1127,7 @@ def _quality_verdict(task: str, recs: list[dict]) -> list[str]:
     n = len(numba)
     counts = {f: sum(r["quality_flag"] == f for r in numba) for f in (BL.TRAINED, BL.WEAK, BL.NOT_TRAINED)}
     line = (f"quality: {counts[BL.TRAINED]} of {n} Numba rows trained (beat the "
-            f"{'bigram' if task == 'lm' else 'threshold'} baseline), {counts[BL.WEAK]} weak, "
+            f"{tasks.get(task).STRONG} baseline), {counts[BL.WEAK]} weak, "
             f"{counts[BL.NOT_TRAINED]} not trained")
     last = [r for r in numba if _fmt(r.get("best_step")) != "-" and r.get("iterations")
             and float(r["best_step"]) >= float(r["iterations"])]
@@ -1193,7 +1135,7 @@ def _quality_verdict(task: str, recs: list[dict]) -> list[str]:
         line += (f"; {len(last)} of {n} chose the last step (validation loss still falling: more steps would "
                  "help)")
     if counts[BL.TRAINED] == 0:
-        return [line, f"speed only for task {task}: no model beats the {'bigram' if task == 'lm' else 'threshold'} "
+        return [line, f"speed only for task {task}: no model beats the {tasks.get(task).STRONG} "
                 "baseline at these settings, so quality differences would compare models that have not learned "
                 "the data and say nothing about the activations (none shown); train longer (--iterations, "
                 "--batch) for accuracy"]

@@ -39,7 +39,7 @@ from mathbench import harness, runs, threads
 from mathbench import UsageError
 
 from . import data as D, peers, sweep
-from .model import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
+from .network import LOOPS, Model, ModelConfig, loop_facts, matmul_flops
 from .optim import Adam
 
 KIND = "lstm-vs-torch"
@@ -141,8 +141,7 @@ def measure_shape(s: Settings, shape: tuple, ds, compile_s: dict, facts: dict | 
         m = Model(cfg)
         opt = Adam(m, lr=1e-3)
         m.prepare(T, B)  # allocates and settles the plans before any timing
-        te = peers.TorchEngine("lm", ds.n_vocab, ds.n_vocab, L, H, "float32", s.seed, lr=1e-3,
-                               init_weights={k: np.array(a) for k, a in m.params.tensors().items()})
+        te = peers.engine(cfg, lr=1e-3, init_weights={k: np.array(a) for k, a in m.params.tensors().items()})
 
         def numba_train():
             m.forward(x, y, None, validate=False)

@@ -317,7 +317,7 @@ def test_read_only_folder(tmp_path, capsys):
 
 
 def test_peers_on_without_torch(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(peers, "available", lambda: False)
+    monkeypatch.setattr(peers, "available", lambda name=peers.DEFAULT: False)
     code, _, err = run([*TINY, "--peers", "on", "--out", tmp_path / "x"], capsys)
     assert_usage_error(code, err, "torch is not installed")
 

@@ -98,7 +98,7 @@ def test_measure_shape_ratio_is_torch_over_numba(monkeypatch):
                                            secs[c.key], 0) for c in cands}
 
     monkeypatch.setattr(versus.harness, "measure_interleaved", fake)
-    monkeypatch.setattr(versus.peers, "TorchEngine", _FakeTorch)
+    monkeypatch.setattr(versus.peers, "engine", _FakeTorch)
     monkeypatch.setattr(versus.sweep, "sgemm_reference", lambda flops, dt, t: (100.0, 64))
     s = versus.Settings(hidden=[4], batch=[2], layers=[1], threads=[1], seq_len=5)
     row = versus.measure_shape(s, (1, 4, 2, 1), D.default_text(), {})
