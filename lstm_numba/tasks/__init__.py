@@ -17,16 +17,17 @@ model side
     ``alloc(cfg, T, B, train)`` -> the task's own buffers; ``forward/backward/infer(k, m, ...)``
     call the generated module ``k``; ``probabilities(cfg, ws)``; ``io_flops(cfg, T, B)``;
     ``HEAD_LOOP`` (kernel name, 1-D arrays, scalars) for ``network.loop_facts``.
-training data (``train``)
-    ``prepare_data(model, data)``, ``batches(...)``, ``evaluate(model, data, seq_len, batch)``.
 sweep
-    ``load_data(settings)``, ``data_info(ds)``, ``model_kwargs(ds)``, ``train_batches``,
-    ``eval_set``, ``reference_scores``, ``labels(probabilities)``, ``scores(y, pred)``, and the
-    summary's wording (``QUALITY``, ``TRIVIAL``, ``STRONG``, ``quality_text``, ``refs_text``,
-    ``ref_columns``).
+    ``load_data(settings)``, ``data_info(ds)``, ``model_kwargs(ds)``, ``train_batch``,
+    ``eval_batches``, ``reference_scores``, ``labels(probabilities)``, ``scores(ys, preds)``,
+    ``ref_columns(refs)``, and the summary's wording (``HEADERS``, ``TRIVIAL``, ``STRONG``,
+    ``REF_KEY``, ``refs_text``, ``quality_cell``); ``SCORES``/``PERPLEXITY`` say which quality
+    columns a row fills.
 peers
-    ``peer_inputs``, ``peer_head``, ``peer_loss``, ``peer_probabilities``, ``peer_labels`` in each
-    peer's own terms (the torch peer passes its module), so a peer backend needs no task branches.
+    ``INPUT`` ("tokens" | "features") and ``OUTPUT`` ("softmax_every_step" | "sigmoid_last_step"):
+    kinds each peer module maps to its own layers (``lstm_numba.peers``).
+Not yet behind the interface: ``train``'s data feeding and ``study``'s data parts still branch on
+the task name.
 """
 from __future__ import annotations
 
