@@ -2,7 +2,7 @@
 The README and notebook 3 quote these; nothing here measures.
 
 Intervals are named for what they are: a "95% interval" only where it was bootstrapped from at
-least ``sweep.MIN_CI_SAMPLES`` samples, otherwise the range (min..max) of the n samples. Runs
+least ``mathbench.stats.MIN_CI_SAMPLES`` samples, otherwise the range (min..max) of the n samples. Runs
 written before the ``*_interval`` columns existed stored a bootstrap interval whatever the count;
 below the threshold that interval is the range (n = 3: exactly [min, max]), and is called so.
 Quality comparisons leave out rows flagged "not trained" (no better than the unigram or
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-MIN_CI_SAMPLES = 10  # sweep.MIN_CI_SAMPLES (not imported: reading a CSV needs no Numba)
+from mathbench import stats
+
 _COUNT = {"timing_interval": "timing_samples", "latency_interval": "latency_samples", "quality_interval": "repeats"}
 
 
@@ -32,7 +33,7 @@ def interval_kind(g: pd.DataFrame, column: str) -> tuple[str, int]:
         n = int(pd.to_numeric(g["quality_samples"], errors="coerce").min())
     if column in g and g[column].notna().all():
         return ("95% CI" if (g[column] == "95% CI").all() else "range"), n
-    return ("95% CI" if n >= MIN_CI_SAMPLES else "range"), n
+    return stats.interval_kind(n), n
 
 
 def _counts(kind: str, n: int, up: int, down: int) -> str:

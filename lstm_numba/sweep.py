@@ -81,10 +81,7 @@ BASELINE = ("tanh:numba_simd", "sigmoid:numba_simd")
 SEED_PAIR = ("tanh", "sigmoid")
 DEFAULT_PAIRS = [BASELINE, ("isru", "sigmoid:numba_simd"), ("isru", "isru_sigmoid"),
                  ("isru:numba_rsqrt", "sigmoid:numba_simd"), SEED_PAIR]
-#: Fewer samples than this get no "95%" interval: the bootstrap of a median from n samples has
-#: coverage well below 95% for small n (n = 3: [min, max], about 76%); they get min..max and n.
-MIN_CI_SAMPLES = 10
-CI, RANGE = "95% CI", "range"
+MIN_CI_SAMPLES, CI, RANGE = stats.MIN_CI_SAMPLES, stats.CI, stats.RANGE  # the interval rule lives in stats
 TASKS = tasks.NAMES
 DTYPES = ("float32", "float64")
 
@@ -524,39 +521,6 @@ def _chunks(n: int, k: int) -> list[range]:
     return [range(i * n // k, (i + 1) * n // k) for i in range(k)]
 
 
-def interval_kind(n: int) -> str:
-    """What (lo, hi) of a median from ``n`` samples is: a bootstrap 95% CI, or min..max."""
-    return CI if n >= MIN_CI_SAMPLES else RANGE
-
-
-def _summ(values) -> tuple:
-    """(median, lo, hi) of the finite values: a bootstrap 95% CI from >= MIN_CI_SAMPLES of
-    them, else their range (interval_kind says which)."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return (math.nan, math.nan, math.nan)
-    if x.size < MIN_CI_SAMPLES:
-        return (float(np.median(x)), float(x.min()), float(x.max()))
-    r = stats.summarize(x)
-    return (r.median, r.lo, r.hi)
-
-
-def _ratio(base, cand) -> tuple:
-    """Paired ratios base/cand: median with a bootstrap 95% CI, or with their range below
-    MIN_CI_SAMPLES pairs."""
-    b = np.asarray(base, dtype=float)
-    c = np.asarray(cand, dtype=float)
-    ok = np.isfinite(b) & np.isfinite(c) & (c > 0)
-    if not ok.any():
-        return (math.nan, math.nan, math.nan)
-    if ok.sum() < MIN_CI_SAMPLES:
-        r = b[ok] / c[ok]
-        return (float(np.median(r)), float(r.min()), float(r.max()))
-    r = stats.paired_ratio(b[ok], c[ok])
-    return (r.median, r.lo, r.hi)
-
-
 def _put(row: dict, names: tuple, values: tuple) -> None:
     for n, v in zip(names, values):
         row[n] = v
@@ -762,51 +726,51 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
             timing_samples=len(tr.step), latency_samples=len(tr.lat), init=tr.init,
             config_rows=len(vs), wall_s=wall, finished=finished, code_version=code, **tr.threads, **tr.plans,
         )
-        _put(row, ("train_step_s", "train_step_lo", "train_step_hi"), _summ(tr.step))
-        _put(row, ("forward_s", "forward_lo", "forward_hi"), _summ(tr.fwd))
-        _put(row, ("backward_s", "backward_lo", "backward_hi"), _summ(tr.bwd))
-        _put(row, ("optimizer_s", "optimizer_lo", "optimizer_hi"), _summ(tr.opt))
-        _put(row, ("latency_s", "latency_lo", "latency_hi"), _summ(tr.lat))
+        _put(row, ("train_step_s", "train_step_lo", "train_step_hi"), stats.median_interval(tr.step))
+        _put(row, ("forward_s", "forward_lo", "forward_hi"), stats.median_interval(tr.fwd))
+        _put(row, ("backward_s", "backward_lo", "backward_hi"), stats.median_interval(tr.bwd))
+        _put(row, ("optimizer_s", "optimizer_lo", "optimizer_hi"), stats.median_interval(tr.opt))
+        _put(row, ("latency_s", "latency_lo", "latency_hi"), stats.median_interval(tr.lat))
         thr = s.eval_batch / np.asarray(tr.thr)
-        m, lo, hi = _summ(thr)
+        m, lo, hi = stats.median_interval(thr)
         _put(row, ("throughput_seq_per_s", "throughput_lo", "throughput_hi"), (m, lo, hi))
         flops, sg, sg_n = gemm
         if flops and row["train_step_s"] > 0:
             row["train_gflops"] = flops / row["train_step_s"] / 1e9
             row["sgemm_gflops"], row["sgemm_n"] = sg, sg_n
             row["gemm_efficiency"] = row["train_gflops"] / sg
-        _put(row, ("speedup_train", "speedup_train_lo", "speedup_train_hi"), _ratio(bt.step, tr.step))
-        _put(row, ("speedup_latency", "speedup_latency_lo", "speedup_latency_hi"), _ratio(bt.lat, tr.lat))
+        _put(row, ("speedup_train", "speedup_train_lo", "speedup_train_hi"), stats.ratio_interval(bt.step, tr.step))
+        _put(row, ("speedup_latency", "speedup_latency_lo", "speedup_latency_hi"), stats.ratio_interval(bt.lat, tr.lat))
         _put(row, ("speedup_throughput", "speedup_throughput_lo", "speedup_throughput_hi"),
-             _ratio(bt.thr, tr.thr))
+             stats.ratio_interval(bt.thr, tr.thr))
         if torch_v is not None and v.backend == "numba":
             tt = tracks[torch_v]
-            _put(row, ("vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi"), _ratio(tt.step, tr.step))
-            _put(row, ("vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi"), _ratio(tt.lat, tr.lat))
+            _put(row, ("vs_torch_train", "vs_torch_train_lo", "vs_torch_train_hi"), stats.ratio_interval(tt.step, tr.step))
+            _put(row, ("vs_torch_latency", "vs_torch_latency_lo", "vs_torch_latency_hi"), stats.ratio_interval(tt.lat, tr.lat))
         q = {k: np.array([d.get(k, math.nan) for d in tr.quality], dtype=float) for k in ("loss", "accuracy", "f1")}
         qb = {k: np.array([d.get(k, math.nan) for d in bt.quality], dtype=float) for k in ("loss", "accuracy", "f1")}
-        _put(row, ("loss", "loss_lo", "loss_hi"), _summ(q["loss"]))
+        _put(row, ("loss", "loss_lo", "loss_hi"), stats.median_interval(q["loss"]))
         if task.PERPLEXITY:
             row["perplexity"], row["perplexity_lo"], row["perplexity_hi"] = (
-                math.exp(min(x, 700.0)) if math.isfinite(x) else math.nan for x in _summ(q["loss"]))
+                math.exp(min(x, 700.0)) if math.isfinite(x) else math.nan for x in stats.median_interval(q["loss"]))
         for k in task.SCORES:
-            _put(row, (k, f"{k}_lo", f"{k}_hi"), _summ(q[k]))
+            _put(row, (k, f"{k}_lo", f"{k}_hi"), stats.median_interval(q[k]))
         if v != base:
             for k in ("loss", *task.SCORES):
-                _put(row, (f"{k}_diff", f"{k}_diff_lo", f"{k}_diff_hi"), _summ(q[k] - qb[k]))
+                _put(row, (f"{k}_diff", f"{k}_diff_lo", f"{k}_diff_hi"), stats.median_interval(q[k] - qb[k]))
             row["higher_loss_repeats"] = int(np.sum(q["loss"] > qb["loss"]))
-        row["train_loss"] = _summ(tr.train_loss)[0]
+        row["train_loss"] = stats.median_interval(tr.train_loss)[0]
         row["diverged"] = int(np.sum(~np.isfinite(q["loss"])))
-        row["val_loss"] = _summ(tr.val)[0]
+        row["val_loss"] = stats.median_interval(tr.val)[0]
         row["best_step"] = float(np.median(tr.best)) if tr.best else math.nan
         row["best_steps"] = ";".join(str(b) for b in tr.best)
         row["stopped_early_repeats"] = tr.early
         row.update(task.ref_columns(refs))
         row["quality_flag"] = BL.flag(c.task, {"loss": row["loss"], "accuracy": row.get("accuracy", math.nan)}, refs)
         nq = int(np.isfinite(q["loss"]).sum())
-        row["timing_interval"] = interval_kind(len(tr.step))
-        row["latency_interval"] = interval_kind(len(tr.lat))
-        row["quality_interval"], row["quality_samples"] = interval_kind(nq), nq
+        row["timing_interval"] = stats.interval_kind(len(tr.step))
+        row["latency_interval"] = stats.interval_kind(len(tr.lat))
+        row["quality_interval"], row["quality_samples"] = stats.interval_kind(nq), nq
         row.update(loop_columns(facts.get((c.task, c.dtype, c.threads > 1, v)) or {}))
         rows.append(row)
     return rows
@@ -1006,7 +970,7 @@ def _kind(r: dict, column: str, count: str) -> str:
     if isinstance(k, str) and k in (CI, RANGE):
         return k
     try:
-        return interval_kind(int(r.get(count)))
+        return stats.interval_kind(int(r.get(count)))
     except (TypeError, ValueError):
         return RANGE
 

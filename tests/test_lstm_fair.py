@@ -13,6 +13,7 @@ import pytest
 from lstm_numba import baselines as BL, data as D, findings, sweep
 from lstm_numba import network as M
 from lstm_numba.train import TrainConfig, train
+from mathbench import stats
 from mathbench.report import plots
 
 # --------------------------------------------------------------------------------------------
@@ -225,8 +226,8 @@ def _rows(flags, n_quality=3, timing=12, task="lm"):
                 speedup_latency=1.0, speedup_latency_lo=1.0, speedup_latency_hi=1.0,
                 loss=2.0, loss_lo=1.9, loss_hi=2.1, accuracy=0.5, perplexity=7.4, best_step=40,
                 ref_unigram=3.0, ref_bigram=2.2, quality_samples=n_quality,
-                timing_interval=sweep.interval_kind(timing), latency_interval=sweep.interval_kind(timing),
-                quality_interval=sweep.interval_kind(n_quality), higher_loss_repeats=0)
+                timing_interval=stats.interval_kind(timing), latency_interval=stats.interval_kind(timing),
+                quality_interval=stats.interval_kind(n_quality), higher_loss_repeats=0)
     b = dict(base, variant="tanh:numba_simd/sigmoid:numba_simd", baseline=True, role="baseline",
              quality_flag=flags[0])
     c = dict(base, variant="isru/sigmoid:numba_simd", baseline=False, role="candidate", quality_flag=flags[1],
@@ -264,11 +265,11 @@ def test_findings_say_speed_only_when_no_model_is_trained():
 
 def test_few_samples_give_the_range_not_a_bootstrap():
     x = [1.0, 5.0, 2.0]
-    assert sweep._summ(x) == (2.0, 1.0, 5.0) and sweep.interval_kind(3) == "range"
-    assert sweep._ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == (3.0, 2.0, 4.0)
+    assert stats.median_interval(x) == (2.0, 1.0, 5.0) and stats.interval_kind(3) == "range"
+    assert stats.ratio_interval([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == (3.0, 2.0, 4.0)
     many = np.linspace(1, 2, 40)
-    med, lo, hi = sweep._summ(many)
-    assert sweep.interval_kind(40) == "95% CI" and 1.0 < lo < med < hi < 2.0  # a CI, narrower than the range
+    med, lo, hi = stats.median_interval(many)
+    assert stats.interval_kind(40) == "95% CI" and 1.0 < lo < med < hi < 2.0  # a CI, narrower than the range
 
 
 def test_summary_labels_each_interval_by_its_sample_count():

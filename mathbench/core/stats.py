@@ -183,3 +183,45 @@ def describe(method: str | None, processes: int, rounds: int) -> str:
     if method == RANGE_ROUNDS:
         return f"range [min, max] of {rounds} rounds in 1 process (not 95%; no run-to-run spread)"
     return "bootstrap of one process's rounds (older run: not a 95% interval of run-to-run spread)"
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals of the LSTM sweep's rows (a median of a few to a few dozen samples)
+
+#: Fewer samples than this get no "95%" interval: the bootstrap of a median from n samples has
+#: coverage well below 95% for small n (n = 3: [min, max], about 76%); they get min..max and n.
+MIN_CI_SAMPLES = 10
+CI, RANGE = "95% CI", "range"
+
+
+def interval_kind(n: int) -> str:
+    """What (lo, hi) of a median from ``n`` samples is: a bootstrap 95% CI, or min..max."""
+    return CI if n >= MIN_CI_SAMPLES else RANGE
+
+
+def median_interval(values) -> tuple:
+    """(median, lo, hi) of the finite values: a bootstrap 95% CI from >= MIN_CI_SAMPLES of
+    them, else their range (interval_kind says which); NaNs when none is finite."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (np.nan, np.nan, np.nan)
+    if x.size < MIN_CI_SAMPLES:
+        return (float(np.median(x)), float(x.min()), float(x.max()))
+    r = summarize(x)
+    return (r.median, r.lo, r.hi)
+
+
+def ratio_interval(base, cand) -> tuple:
+    """Paired ratios base/cand (> 1: the candidate is faster): median with a bootstrap 95% CI,
+    or with their range below MIN_CI_SAMPLES pairs; NaNs when no pair is usable."""
+    b = np.asarray(base, dtype=float)
+    c = np.asarray(cand, dtype=float)
+    ok = np.isfinite(b) & np.isfinite(c) & (c > 0)
+    if not ok.any():
+        return (np.nan, np.nan, np.nan)
+    if ok.sum() < MIN_CI_SAMPLES:
+        r = b[ok] / c[ok]
+        return (float(np.median(r)), float(r.min()), float(r.max()))
+    r = paired_ratio(b[ok], c[ok])
+    return (r.median, r.lo, r.hi)
