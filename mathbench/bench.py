@@ -10,6 +10,8 @@ or runs.
 The timing happens in ``plan.processes`` fresh worker processes (``mathbench.worker``), one after
 another, each timing every group with its share of the budget: timings move more between
 processes than between rounds, so a row's interval is taken across the processes (stats.combine).
+The samples behind every row (each process's per-round seconds per call) go to ``samples.csv``
+(group_samples), written just before the group's rows, so no row is without its samples.
 """
 from __future__ import annotations
 
@@ -304,6 +306,20 @@ def group_rows(plan: Plan, group: list, dtype: str, size: int, per_process: list
     return rows
 
 
+def group_samples(plan: Plan, group: list, dtype: str, size: int, per_process: list) -> list[dict]:
+    """The timings behind group_rows' rows, in runs.SAMPLE_COLUMNS: one dict per kernel, process
+    and round (seconds per call; ``repeats``: that process's calls per round)."""
+    out = []
+    for k in group:
+        key = _key(k)
+        row_key = dict(function=k.function, form=k.form, impl=k.impl, dtype=dtype, size=size,
+                       threads=plan.parallel_threads if k.parallel else 1)
+        for i, p in enumerate(per_process):
+            out += [dict(row_key, process=i, round=j, seconds_per_call=float(s), repeats=int(p[key].repeats))
+                    for j, s in enumerate(p[key].samples)]
+    return out
+
+
 def measure_group(plan: Plan, group: list, dtype: str, size: int, rng) -> list[dict]:
     """Time one group in this process and return its rows (one process: within-process intervals)."""
     return group_rows(plan, group, dtype, size, [time_group(plan, group, dtype, size, rng)])
@@ -320,10 +336,11 @@ def accuracy_columns(k) -> dict:
                 bound_abs=r["bound_abs"], within_bound=r["within_bound"])
 
 
-def run(plan: Plan, writer, progress_factory=None, log=print) -> dict:
+def run(plan: Plan, writer, progress_factory=None, log=print, samples_writer=None) -> dict:
     """Compile (filling the disk cache the workers load from), measure accuracy, then time every
     group in each of ``plan.processes`` fresh worker processes in turn, writing a group's rows as
-    soon as the last process has timed it. Returns compile and wall times for the metadata."""
+    soon as the last process has timed it (its samples first, as one block, to ``samples_writer``
+    if given). Returns compile and wall times for the metadata."""
     t_start = time.perf_counter()  # the caller has run check_memory before creating the run folder
     sources = sources_version()  # before compiling: the workers must time exactly this code
     bar = progress_factory(total=count_kernels(plan), desc="compile") if progress_factory else None
@@ -356,6 +373,8 @@ def run(plan: Plan, writer, progress_factory=None, log=print) -> dict:
             per_group[(dtype, size)].append(timings)
             if i == plan.processes - 1:
                 group = [k for k in ks if k.dtype == dtype]
+                if samples_writer is not None:  # before the rows: a kill in between leaves samples without rows
+                    samples_writer.write_many(group_samples(plan, group, dtype, size, per_group[(dtype, size)]))
                 for row in group_rows(plan, group, dtype, size, per_group[(dtype, size)]):
                     row.update(acc.get((row["function"], row["form"], row["impl"], dtype), {}))
                     writer.write(row)

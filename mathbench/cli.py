@@ -3,6 +3,7 @@ subcommands."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -21,8 +22,9 @@ Time activation functions and their derivatives as Numba kernels (float32/float6
 parallel) against NumPy (and torch with the 'peers' extra), across array sizes, with accuracy
 against an mpmath reference. Each run writes runs/mathbench-TIMESTAMP/results.csv (one row per
 function x form x implementation x dtype x size x threads; runs/ of the project checkout, ignored by
-git, else of the current folder; --out chooses another folder) and metadata.json (machine, versions,
-threads, command), then prints a summary. Compiled kernels are cached in $MATHBENCH_CACHE_DIR
+git, else of the current folder; --out chooses another folder), samples.csv (each process's
+per-round timings behind every row) and metadata.json (machine, versions, threads, command), then
+prints a summary. Compiled kernels are cached in $MATHBENCH_CACHE_DIR
 (default ~/.cache/mathbench). JIT compile time is measured separately and never
 inside a timing; every ratio (speedup over tanh, over np.tanh, over serial, cost relative to x+c,
 fraction of the copy roof) is paired by round within one interleaved measurement. The timing runs in
@@ -164,8 +166,9 @@ def main_bench(argv: list[str]) -> int:
         runs.abandon(run_dir)  # nothing was written: leave no empty folder behind
         raise
     try:
-        with runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
-            info = bench.run(plan, writer, progress_factory(args.no_progress))
+        with runs.ResultsWriter(run_dir, runs.SAMPLE_COLUMNS, name=runs.SAMPLES) as samples, \
+                runs.ResultsWriter(run_dir, bench.COLUMNS) as writer:
+            info = bench.run(plan, writer, progress_factory(args.no_progress), samples_writer=samples)
     except bench.WorkerFailed as e:
         raise UsageError(f"{e}; the groups every process finished are in {run_dir} (marked incomplete)") from None
     except KeyboardInterrupt:
@@ -215,9 +218,10 @@ def main_compare(argv: list[str]) -> int:
 def main_export(argv: list[str]) -> int:
     p = ArgumentParser(prog="mathbench export",
                        description="Write a run's timings in another tool's format: --pyperf, pyperf's JSON "
-                                   "(one benchmark per row, named function/form/impl/dtype/size/threads, with one "
-                                   "value: the row's seconds per call; see mathbench.report.pyperf_export), for "
-                                   "python -m pyperf stats / compare_to.")
+                                   "(one benchmark per row, named function/form/impl/dtype/size/threads; values in "
+                                   "seconds per call: each worker process's rounds from samples.csv, one pyperf "
+                                   "run per process, or for older runs one value, the row's seconds per call; see "
+                                   "mathbench.report.pyperf_export), for python -m pyperf stats / compare_to.")
     p.add_argument("run", help="a mathbench run folder")
     p.add_argument("--pyperf", metavar="FILE.json", required=True, help="the pyperf JSON file to write (must not "
                    "exist)")
@@ -225,8 +229,11 @@ def main_export(argv: list[str]) -> int:
     from .report import html, pyperf_export
 
     target = html.check_target(args.pyperf)  # refused before any work
-    html.write_page(target, pyperf_export.export(args.run))
+    notes = []
+    html.write_page(target, pyperf_export.export(args.run, notes))
     print(f"pyperf JSON: {target}")
+    for line in notes:  # rows without samples: one value each (older runs)
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -132,6 +132,7 @@ def test_worker_failure_is_one_line_and_keeps_finished_groups(code, needles, kep
         assert n in line, line
     assert json.loads((out / runs.METADATA).read_text())["finished"] is False
     assert set(pd.read_csv(out / runs.RESULTS)["size"]) == kept
+    assert set(pd.read_csv(out / runs.SAMPLES)["size"]) == kept  # samples of exactly the finished groups
 
 
 def test_only_groups_every_process_finished_are_written(tmp_path, capsys, monkeypatch):
@@ -151,6 +152,10 @@ def test_only_groups_every_process_finished_are_written(tmp_path, capsys, monkey
     assert rc == 2 and "timing process 2/2 failed" in one_line(err)
     df = pd.read_csv(out / runs.RESULTS)
     assert set(df["size"]) == {100} and (df["processes"] == 2).all()
+    # the samples of the finished group, from both processes, once each; none of the unfinished one
+    s = pd.read_csv(out / runs.SAMPLES)
+    assert len(s) == df["rounds"].sum() and set(s["size"]) == {100} and set(s["process"]) == {0, 1}
+    assert not s.duplicated(runs.SAMPLE_KEY + ["process", "round"]).any()
 
 
 def test_worker_refuses_to_time_changed_sources(tmp_path, capsys, monkeypatch):

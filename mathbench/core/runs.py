@@ -3,7 +3,9 @@
 Every benchmark (mathbench kernels, the LSTM sweep) writes one folder per run:
 ``results.csv`` (one row per measured configuration, appended and flushed as each finishes, so an
 interrupted run keeps what it finished) and ``metadata.json`` (machine, versions, threads,
-command line, git commit). Reports, plots and notebooks only read these files.
+command line, git commit). Kernel runs also write ``samples.csv`` (SAMPLE_COLUMNS: every worker
+process's per-round seconds per call behind each row, a group's block appended just before its
+rows). Reports, plots and notebooks only read these files.
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ from .errors import UsageError
 
 RESULTS = "results.csv"
 METADATA = "metadata.json"
+SAMPLES = "samples.csv"
+#: samples.csv, long format: a results row's key, then one line per (worker process, round)
+SAMPLE_KEY = ["function", "form", "impl", "dtype", "size", "threads"]
+SAMPLE_COLUMNS = SAMPLE_KEY + ["process", "round", "seconds_per_call", "repeats"]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -356,13 +362,13 @@ def read_metadata(run_dir: Path) -> dict:
 
 
 class ResultsWriter:
-    """Append rows to ``results.csv`` one at a time, each written whole and fsynced, so an
-    interrupted run keeps every finished row. A row that cannot be written whole (a full disk) is
-    cut off again and reported as a UsageError; a torn last line (killed mid-write) is dropped
-    when the file is reopened."""
+    """Append rows to ``results.csv`` (or ``name``) one at a time, or a block at once
+    (``write_many``), each written whole and fsynced, so an interrupted run keeps every finished
+    row. A write that cannot complete (a full disk) is cut off again and reported as a
+    UsageError; a torn last line (killed mid-write) is dropped when the file is reopened."""
 
-    def __init__(self, run_dir: Path, columns: list[str]):
-        self.path = Path(run_dir) / RESULTS
+    def __init__(self, run_dir: Path, columns: list[str], name: str = RESULTS):
+        self.path = Path(run_dir) / name
         self.columns = list(columns)
         existing = self.path.exists() and self.path.stat().st_size > 0
         if existing:
@@ -384,10 +390,10 @@ class ResultsWriter:
         if header != self.columns:
             raise UsageError(f"{self.path} has different columns; it was written by another version")
 
-    def _append(self, cells: list) -> None:
-        line = io.StringIO()
-        csv.writer(line).writerow(cells)  # "\r\n"-terminated, as before
-        data = memoryview(line.getvalue().encode())
+    def _append(self, *lines: list) -> None:
+        text = io.StringIO()
+        csv.writer(text).writerows(lines)  # "\r\n"-terminated, as before
+        data = memoryview(text.getvalue().encode())
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             while data:
@@ -400,11 +406,20 @@ class ResultsWriter:
                 pass
             raise UsageError(f"cannot write {self.path}: {e.strerror or e} (the rows before are kept)") from None
 
-    def write(self, row: dict) -> None:
+    def _cells(self, row: dict) -> list:
         extra = set(row) - set(self.columns)
         if extra:
-            raise ValueError(f"row has columns not in {RESULTS}: {sorted(extra)}")
-        self._append([_cell(row.get(k)) for k in self.columns])
+            raise ValueError(f"row has columns not in {self.path.name}: {sorted(extra)}")
+        return [_cell(row.get(k)) for k in self.columns]
+
+    def write(self, row: dict) -> None:
+        self._append(self._cells(row))
+
+    def write_many(self, rows: list) -> None:
+        """Append rows as one write and one fsync: after a write error none of them are kept (a
+        kill mid-write can still leave a prefix: readers of such blocks check their counts)."""
+        if rows:
+            self._append(*(self._cells(r) for r in rows))
 
     def close(self) -> None:
         if self._fd is not None:
