@@ -294,6 +294,12 @@ labelled), the two-sided Wilcoxon signed-rank and sign tests, and Holm's adjustm
 test of the run. No timing: --jobs runs seeds in that many worker processes (serial kernels, one
 thread each).
 
+On Dask (pip install 'mathbench[dask]'): --scheduler ADDR trains each seed on a worker of a running
+scheduler, --workers N on a local cluster started for the run; this process writes the rows as
+seeds finish, so resuming and Ctrl-C work as locally, and each row names the machine that trained
+it. Only training leaves this machine: timings from a shared cluster are not comparable, so the
+timing commands (sweep, vs-torch) stay local, and the study's train_seconds is bookkeeping.
+
 Output: runs/lstm-accuracy-TIMESTAMP/ (or --out DIR): results.csv, one row per shape x seed x pair
 (written a seed at a time), summary.csv (the comparison, derived from results.csv) and
 metadata.json. The same --out resumes; a folder measured by other code is refused unless
@@ -309,6 +315,7 @@ examples:
   python -m lstm_numba accuracy                          lm and classify, 1 layer, hidden 32,64,128, 10 seeds
   python -m lstm_numba accuracy --quick                  smoke study (tiny, 6 seeds)
   python -m lstm_numba accuracy --occupancy-train datatraining.txt --occupancy-test datatest.txt --jobs 2
+  python -m lstm_numba accuracy --scheduler tcp://10.0.0.5:8786   each seed on a worker of that scheduler
 """)
     g = p.add_argument_group("what to compare")
     g.add_argument("--tasks", help="comma-separated: lm, classify (default lm,classify)")
@@ -329,6 +336,11 @@ examples:
     g.add_argument("--patience", type=int, help=f"validations without a lower loss before stopping (default "
                    f"{d.patience}; 0: train all --iterations)")
     g.add_argument("--jobs", type=int, help=f"worker processes (default {d.jobs}; at most the cores)")
+    g = p.add_argument_group("on Dask instead of --jobs (pip install 'mathbench[dask]')")
+    g.add_argument("--scheduler", metavar="ADDR", help="a running Dask scheduler (tcp://HOST:PORT); every worker "
+                   "needs this project at the driver's code version (checked per seed)")
+    g.add_argument("--workers", type=int, help="start a local Dask cluster of this many worker processes (one "
+                   "thread each; at most the cores) for the run")
     g = p.add_argument_group("data (default: embedded, generated offline)")
     g.add_argument("--data", metavar="FILE", help="UTF-8 text file for the lm task")
     g.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy Detection training file")
@@ -345,10 +357,12 @@ examples:
 
 def accuracy_settings(args) -> study.Settings:
     s = _common_settings(args, study.quick_settings() if args.quick else study.Settings(),
-                         ("seeds", "iterations", "seq_len", "batch", "val_every", "jobs"))
-    if s.jobs > (os.cpu_count() or 1):
-        raise UsageError(f"--jobs {s.jobs}: more than the {os.cpu_count()} cores of this machine (workers beyond "
-                         "that only slow each other down)")
+                         ("seeds", "iterations", "seq_len", "batch", "val_every", "jobs", "workers"))
+    for name in ("jobs", "workers"):
+        if getattr(s, name) > (os.cpu_count() or 1):
+            raise UsageError(f"--{name} {getattr(s, name)}: more than the {os.cpu_count()} cores of this machine "
+                             "(workers beyond that only slow each other down)")
+    s.scheduler = args.scheduler
     study.validate(s)
     return s
 

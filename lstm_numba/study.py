@@ -9,7 +9,8 @@ stopping after ``patience`` validations without a lower loss (or at ``iterations
 checkpoint restored, the test part scored once. One (shape, seed) is a *unit*: its rows, one per
 variant, are written together, so every written seed is a complete pairing and an interrupted run
 resumes at unit granularity. Units run in ``--jobs`` worker processes (serial kernels, one thread
-each); the rows do not depend on which process ran them.
+each), or on a Dask cluster (``--scheduler``/``--workers``, ``lstm_numba.cluster``); the rows do not
+depend on which process or machine ran them, and each row names the machine that trained it.
 
 The comparison (``comparisons``, read from the CSV) pairs each candidate with the baseline by seed,
 over the seeds where both trained past the trivial baseline (unigram / majority class) and did not
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -55,8 +57,10 @@ COLUMNS = [
     # trivial baselines on the same test data, and this row's state against them
     "ref_unigram", "ref_bigram", "ref_majority_acc", "ref_majority_f1", "ref_threshold_acc", "ref_threshold_f1",
     "quality_flag",
-    # bookkeeping (train_seconds: not a speed measurement; units share the machine)
-    "train_seconds", "unit_rows", "worker_pid", "finished", "code_version",
+    # bookkeeping (train_seconds: not a speed measurement; units share the machine); where the unit
+    # trained: the process, its machine, and how many units that process trains at once
+    "train_seconds", "unit_rows", "worker_pid", "worker_host", "worker_cpu", "worker_cores", "worker_threads",
+    "finished", "code_version",
 ]
 
 
@@ -78,6 +82,8 @@ class Settings:
     val_every: int = 100
     patience: int = 5
     jobs: int = 1
+    scheduler: Optional[str] = None  # a Dask scheduler's address, or
+    workers: int = 0  # ... Dask workers of a LocalCluster started for the run (0: neither, run locally)
     data: Optional[str] = None
     occupancy_train: Optional[str] = None
     occupancy_test: Optional[str] = None
@@ -111,8 +117,18 @@ def validate(s: Settings) -> None:
         raise UsageError(f"--seeds {s.seeds}: must be >= 1")
     if s.jobs < 1:
         raise UsageError(f"--jobs {s.jobs}: must be >= 1")
+    if s.workers < 0:
+        raise UsageError(f"--workers {s.workers}: must be positive")
+    if s.scheduler is not None and s.workers:
+        raise UsageError("--scheduler and --workers exclude each other (a scheduler's workers are its own)")
+    if s.jobs > 1 and on_cluster(s):
+        raise UsageError("--jobs is for local worker processes; on Dask each worker thread trains one unit at a time")
     if (s.occupancy_train is None) != (s.occupancy_test is None):
         raise UsageError("--occupancy-train and --occupancy-test go together")
+
+
+def on_cluster(s: Settings) -> bool:
+    return s.scheduler is not None or s.workers > 0
 
 
 def units(s: Settings) -> list[Unit]:
@@ -175,7 +191,7 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
     """Train every variant of unit ``u`` to its validation optimum and score it on the test part."""
     import importlib
 
-    from .model import Model
+    from .network import Model
 
     T = importlib.import_module(f"{__package__}.train")
     train_data, val_data, test_data = parts(ds, u.task, s.seq_len)
@@ -206,13 +222,26 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
             diverged=diverged, val_loss=hist.get(res.best_iteration, {}).get("loss") if not diverged else None,
             loss=float(q["loss"]), accuracy=float(q.get("accuracy", math.nan)), f1=q.get("f1"),
             perplexity=q.get("perplexity"), quality_flag=BL.flag(u.task, q, refs) if not diverged else "diverged",
-            train_seconds=time.perf_counter() - t0, unit_rows=len(s.pairs), worker_pid=os.getpid(),
+            train_seconds=time.perf_counter() - t0, unit_rows=len(s.pairs), **where(),
             finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), code_version=code,
             **_ref_columns(u.task, refs))
         if u.task == "lm":
             row["accuracy"] = None  # train.evaluate reports no next-character accuracy
         rows.append(row)
     return rows
+
+
+_WHERE: dict = {}
+
+
+def where(units_at_once: int = 1) -> dict:
+    """The row's process and machine: pid, host name, CPU model, cores, and how many units this
+    process trains at once (1 for this process and --jobs workers; a Dask worker's threads)."""
+    if not _WHERE:
+        from mathbench import cpu_info
+
+        _WHERE.update(worker_host=platform.node(), worker_cpu=cpu_info()["model"], worker_cores=os.cpu_count())
+    return dict(worker_pid=os.getpid(), **_WHERE, worker_threads=units_at_once)
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +295,16 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     """Run (or resume) the study into a run folder; returns (folder, unit ids of this plan, this
     session's metadata)."""
     validate(s)
+    if not on_cluster(s):
+        return _run(s, out, argv, progress_factory, resume_anyway, None)
+    from . import cluster  # Dask is imported only here: the local study does not need it
+
+    with cluster.connect(s) as client:  # before the run folder exists: a bad address writes nothing
+        return _run(s, out, argv, progress_factory, resume_anyway, client)
+
+
+def _run(s: Settings, out: Optional[str], argv: list[str], progress_factory, resume_anyway: bool,
+         client) -> tuple[Path, list, dict]:
     datasets = sweep.load_datasets(_as_sweep_settings(s))
     plan = [(u, unit_id(s, u, datasets[u.task])) for u in units(s)]
     code = code_version(s)
@@ -276,9 +315,13 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     done = sweep.prepare_resume(run_dir, COLUMNS, "unit_id", "unit_rows", "accuracy study") if resumed else set()
     session.update(units_planned=len(plan), units_already_done=sum(uid in done for _, uid in plan))
     meta["plan"] = [uid for _, uid in plan]
-    meta["data"] = {t: sweep.data_info(ds) for t, ds in datasets.items()}
+    meta["data"] = {t: sweep.data_info(ds, t) for t, ds in datasets.items()}
     meta["variants"] = [f"{c}/{g}" for c, g in s.pairs]
     meta["threads_per_unit"] = 1
+    if client is not None:
+        from . import cluster
+
+        session["cluster"] = cluster.describe(client)
     runs.write_json(meta_path, meta)
 
     todo = [(u, uid) for u, uid in plan if uid not in done]
@@ -286,8 +329,12 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
     compile_s = _compile(s, todo, datasets)
     bar = progress_factory(total=len(plan), initial=len(plan) - len(todo), desc="accuracy study",
                            unit="seed") if progress_factory else None
+    written = set(done)
     with runs.ResultsWriter(run_dir, COLUMNS) as writer:
         def write(u: Unit, rows: list[dict]) -> None:
+            if rows[0]["unit_id"] in written:  # e.g. a Dask task run again after its worker died: once only
+                return
+            written.add(rows[0]["unit_id"])
             for row in rows:  # a unit's rows together, each flushed
                 writer.write(row)
             if bar:
@@ -295,7 +342,11 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
                 bar.set_postfix_str(f"{u.task} L{u.layers} H{u.hidden} seed {u.seed}")
 
         try:
-            if s.jobs == 1 or len(todo) <= 1:
+            if client is not None:
+                from . import cluster
+
+                cluster.run_units(client, s, todo, datasets, code, write)
+            elif s.jobs == 1 or len(todo) <= 1:
                 with threads.limit(1, blas=1):
                     for u, uid in todo:
                         write(u, run_unit(s, u, datasets[u.task], uid, code))
@@ -320,7 +371,7 @@ def run(s: Settings, out: Optional[str], argv: list[str], progress_factory=None,
 def _compile(s: Settings, todo: list, datasets: dict) -> dict:
     """Compile (or load from the disk cache) every kernel set before any worker starts, so that
     workers only load: seconds per (task, dtype, variant)."""
-    from .model import Model
+    from .network import Model
 
     out = {}
     for u, _ in todo:
@@ -526,6 +577,10 @@ def status(df, meta: dict) -> list[str]:
         if k:
             out.append(f"note: {k} of {len(df)} trainings ran to the step limit (--iterations) without validation "
                        "stopping them, so they may not be at their validation optimum; raise --iterations")
+    if "worker_host" in df and df["worker_host"].nunique() > 1:  # older folders have no such column
+        per_host = df.groupby("worker_host")["unit_id"].nunique()
+        out.append(f"trained on {len(per_host)} machines: "
+                   + ", ".join(f"{h} ({n} unit{'s' * (n != 1)})" for h, n in per_host.items()))
     return out + _incomplete(df, meta)
 
 
