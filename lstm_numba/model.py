@@ -1,6 +1,6 @@
 """The LSTM's math: one timestep's cell forward and backward, and the layer stack over a sequence.
 
-This module is a kernel template (``lstm_numba.templating``): importable and runnable as plain
+This module is a kernel template (``mathbench.templating``): importable and runnable as plain
 Python with the defaults tanh/sigmoid (slowly: the marks ``@kernel``/``@pkernel`` change nothing
 here). For each (cell, gate, parallel) choice, ``lstm_numba.variants`` generates a module that is
 this file unchanged plus a footer binding CELL_F, CELL_DY, GATE_F, GATE_DY to the registry's
@@ -31,10 +31,9 @@ from __future__ import annotations
 
 from numba import prange
 
-from mathbench import registry
+from mathbench import kernel, pkernel, registry
 from lstm_numba.ops import (add_bias, chunk, column_sums, copy2, mm_nn, mm_nt, mm_tn, rec_axpy, rec_rows,
                             recurrent_grad, recurrent_product)
-from lstm_numba.templating import kernel, pkernel
 
 # The activation slots: the registry's forward and backprop-form scalars. These defaults (the
 # seed's tanh/sigmoid) are for reading and running this file as plain Python; a generated

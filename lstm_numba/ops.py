@@ -1,4 +1,4 @@
-"""Activation-independent LSTM kernels (a template, see ``lstm_numba.templating``): the GEMM
+"""Activation-independent LSTM kernels (a template, see ``mathbench.templating``): the GEMM
 wrappers, the element-wise helpers, the tiled recurrent products and Adam. One generated module per
 variant (serial, parallel) that every activation pair's kernels import, so they compile once.
 
@@ -11,21 +11,20 @@ import math
 import numpy as np
 from numba import prange
 
-from mathbench import c
-from lstm_numba.templating import fixed, kernel, pkernel
+from mathbench import c, kernel, pkernel, templating
 
 PARALLEL = False  # generated modules: the variant, a compile-time constant
 
 # The tiled recurrent products sum in registers: reassociation lets each dot product use SIMD
 # partial sums (as any BLAS does), contraction makes them FMAs.
 DOT_FASTMATH = frozenset({"contract", "nsz", "reassoc"})
-dotkernel = fixed(fastmath=DOT_FASTMATH)
+dotkernel = templating.fixed(fastmath=DOT_FASTMATH)
 # The task heads' loops inline mathbench's SIMD exp/log1p at Numba IR level, where they take the
 # loop's flags: FMA contraction is what their accuracy bounds were measured with.
 HEAD_FASTMATH = frozenset({"contract"})
-headkernel = fixed(fastmath=HEAD_FASTMATH)
+headkernel = templating.fixed(fastmath=HEAD_FASTMATH)
 # Kernels whose arithmetic must not depend on the activation pair's flags (the heads' sums).
-exact = fixed(fastmath=False)
+exact = templating.fixed(fastmath=False)
 
 # Conventions: arrays are C-contiguous and time-major. PARALLEL is a compile-time constant of
 # the generated module: Numba prunes the other branch, so the serial variant contains no chunked

@@ -1,6 +1,6 @@
 """The generated kernel modules of one variant: which activations, serial or parallel, which task.
 
-Three templates (``lstm_numba.templating``), each generated per variant and disk-cached:
+Three templates (``mathbench.templating``), each generated per variant and disk-cached:
 ``lstm_numba.ops`` per (parallel) -- activation-independent, shared by every pair;
 ``lstm_numba.model`` per (cell, gate, parallel) -- the cell and the stack, its footer binding the
 activation scalars and the ops kernels; a task module (``lstm_numba.tasks``) per (task, cell, gate,
@@ -11,10 +11,9 @@ from __future__ import annotations
 import inspect
 from functools import lru_cache
 
-from mathbench import UsageError, c, exp_core, registry
+from mathbench import UsageError, c, exp_core, registry, templating
 
 from . import model as _model, ops as _ops
-from .templating import generate, imports_of
 
 
 def resolve_activation(spec: str, slot: str):
@@ -60,23 +59,21 @@ def _jit_sources() -> list[str]:
 @lru_cache(maxsize=None)
 def ops(parallel: bool):
     """The activation-independent kernels (GEMM wrappers, tiled products, Adam) of one variant."""
-    return generate(_ops, f"parallel={bool(parallel)}", [], _jit_sources(), parallel)
+    return templating.generate(_ops, f"parallel={bool(parallel)}", [], _jit_sources(), parallel)
 
 
 def _cell_footer(cell: str, gate: str, parallel: bool) -> tuple[list[str], list[str]]:
     fns = _scalars(cell, gate)
     lines = [f"from {fn.py_func.__module__} import {fn.py_func.__name__} as {alias}" for alias, fn in fns.items()]
-    lines += imports_of(_model, {_ops.__name__: ops(parallel)})
+    lines += templating.imports_of(_model, {_ops.__name__: ops(parallel)})
     deps = [inspect.getsourcefile(fn.py_func) for fn in fns.values()] + [ops(parallel).__file__]
     return lines, deps
 
 
 def model_text(cell: str, gate: str, parallel: bool) -> str:
     """The generated cell module's text (for reading and tests)."""
-    from .templating import module_text
-
-    return module_text(_model, _variant(cell, gate, parallel), _cell_footer(cell, gate, parallel)[0], parallel,
-                       cell_fastmath(cell, gate))
+    return templating.module_text(_model, _variant(cell, gate, parallel), _cell_footer(cell, gate, parallel)[0],
+                                  parallel, cell_fastmath(cell, gate))
 
 
 def _variant(cell, gate, parallel) -> str:
@@ -87,7 +84,7 @@ def _variant(cell, gate, parallel) -> str:
 def cell_kernels(cell: str, gate: str, parallel: bool):
     """The cell and stack kernels of one (cell, gate, parallel) choice."""
     footer, deps = _cell_footer(cell, gate, parallel)
-    return generate(_model, _variant(cell, gate, parallel), footer, _jit_sources() + deps, parallel,
+    return templating.generate(_model, _variant(cell, gate, parallel), footer, _jit_sources() + deps, parallel,
                     cell_fastmath(cell, gate))
 
 
@@ -99,14 +96,14 @@ def task_kernels(task: str, cell: str, gate: str, parallel: bool):
 
     template = get(task).template
     cm, om = cell_kernels(cell, gate, parallel), ops(parallel)
-    footer = imports_of(template, {_model.__name__: cm, _ops.__name__: om})
-    return generate(template, f"task={task!r}, " + _variant(cell, gate, parallel), footer,
+    footer = templating.imports_of(template, {_model.__name__: cm, _ops.__name__: om})
+    return templating.generate(template, f"task={task!r}, " + _variant(cell, gate, parallel), footer,
                     _jit_sources() + [cm.__file__, om.__file__], parallel, cell_fastmath(cell, gate))
 
 
 def template_sources() -> list[str]:
     """Every kernel template's file (what a measured plan depends on)."""
-    from . import tasks, templating
+    from . import tasks
 
     files = {inspect.getsourcefile(m) for m in (_ops, _model, templating)}
     files |= {inspect.getsourcefile(t.template) for t in tasks.TASKS.values()}

@@ -24,6 +24,7 @@ _API = {
     "harness": ("mathbench.core.harness", None),
     "threads": ("mathbench.core.threads", None),
     "codegen": ("mathbench.core.codegen", None),
+    "templating": ("mathbench.core.templating", None),
     # bad input: one line, exit 2
     "UsageError": ("mathbench.core.errors", "UsageError"),
     "ArgumentParser": ("mathbench.core.errors", "ArgumentParser"),
@@ -39,6 +40,9 @@ _API = {
     "c": ("mathbench.core.jit", "c"),
     "exp_core": ("mathbench.functions.simd", "exp_core"),
     "log1p_unit": ("mathbench.functions.simd", "_log1p_unit"),
+    # kernel templates' marks (``templating``): what a template module decorates its kernels with
+    "kernel": ("mathbench.core.templating", "kernel"),
+    "pkernel": ("mathbench.core.templating", "pkernel"),
     # what a compiled loop vectorized, read from its assembly, and the facts' cache files
     "simd_info": ("mathbench.functions.kernels", "simd_info"),
     "load_simd_facts": ("mathbench.functions.kernels", "_load_simd_cache"),

@@ -1,4 +1,4 @@
-"""Kernel templates (lstm_numba.templating): a generated module is its template's text unchanged
+"""The LSTM's kernel templates (mathbench.templating): a generated module is its template's text unchanged
 plus a footer naming the template and the variant; the footer's rebindings are what compiles;
 a template kernel the footer forgot is an error, not a silent plain-Python call."""
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from numba.core.registry import CPUDispatcher
 
-from lstm_numba import model, ops, templating, variants
+from lstm_numba import model, ops, variants
+from mathbench import templating
 from lstm_numba.tasks import TASKS
 
 
@@ -58,7 +59,7 @@ def _write_template(tmp_path, monkeypatch, body: str):
 
 def test_a_template_kernel_the_footer_does_not_rebind_is_an_error(tmp_path, monkeypatch):
     t = _write_template(tmp_path, monkeypatch, "from lstm_numba.ops import chunk\n"
-                        "from lstm_numba.templating import kernel\n\n\n"
+                        "from mathbench import kernel\n\n\n"
                         "@kernel\ndef half(n):\n    return chunk(n, 2, 0)[1]\n")
     assert t.half(10) == 5  # runs as plain Python
     with pytest.raises(templating.TemplateError, match="chunk"):

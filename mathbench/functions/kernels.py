@@ -1,17 +1,18 @@
 """Array kernels for every registry entry, form, dtype and threading mode.
 
-Numba kernels are generated from the registry (one serial and one ``prange`` loop per scalar
-function, see ``codegen``) and cached on disk. NumPy and torch implementations are wrapped to
-the same call signature ``call(x, p, out)`` so the harness treats every candidate alike.
+Numba kernels are the loops of the template ``functions.loops`` (``mathbench.templating``),
+generated per registry scalar, serial or parallel, and cached on disk. NumPy and torch
+implementations are wrapped to the same call signature ``call(x, p, out)`` so the harness treats
+every candidate alike.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
 import platform
 import re
-import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,24 +22,8 @@ from typing import Callable, Optional
 import numba
 import numpy as np
 
-from ..core import codegen, jit
-from . import registry
-
-# The loop takes the scalar's own fastmath flags: a scalar inlined at Numba IR level (the
-# numba_simd ones) is lowered with the loop's flags, and the loop itself does no arithmetic.
-_TEMPLATE = '''
-@njit(parallel={parallel}, fastmath={fastmath}, **JIT_OPTIONS)
-def {name}(x, p, out):
-    for i in {rng}(x.shape[0]):
-        out[i] = {fn}(x[i], p)
-'''
-
-_COPY = '''
-@njit(parallel={parallel}, **JIT_OPTIONS)
-def {name}(x, p, out):
-    for i in {rng}(x.shape[0]):
-        out[i] = x[i]
-'''
+from ..core import codegen, jit, templating
+from . import loops, registry
 
 
 def _scalar_functions() -> dict:
@@ -57,30 +42,35 @@ def _scalar_functions() -> dict:
 
 
 def kernel_name(module: str, fn: str, parallel: bool) -> str:
+    """The public name of the loop around scalar ``module.fn`` (its generated module's prefix)."""
     return f"k_{module.replace('.', '_')}__{fn}__{'par' if parallel else 'ser'}"
 
 
 @lru_cache(maxsize=None)
-def _module():
-    """The generated kernel module (imported once per process)."""
-    lines = ["from numba import njit, prange", f"from {jit.__name__} import JIT_OPTIONS"]
-    body = []
-    for (mod, fn) in _scalar_functions():
-        alias = f"_{mod.replace('.', '_')}__{fn}"
-        lines.append(f"from {mod} import {fn} as {alias}")
-        flags = getattr(sys.modules[mod], fn).targetoptions.get("fastmath", False)
-        # written sorted: a set's repr order changes between processes, and the text is the cache key
-        fastmath = ("{" + ", ".join(map(repr, sorted(flags))) + "}") if isinstance(flags, (set, frozenset)) \
-            else bool(flags)
-        for par in (False, True):
-            body.append(_TEMPLATE.format(name=kernel_name(mod, fn, par), parallel=par, fastmath=fastmath,
-                                         rng="prange" if par else "range", fn=alias))
-    for par in (False, True):
-        body.append(_COPY.format(name=f"k_copy__{'par' if par else 'ser'}", parallel=par,
-                                 rng="prange" if par else "range"))
-    text = "\n".join(lines) + "\n" + "".join(body)
-    deps = list(_scalar_functions().values()) + [inspect.getsourcefile(jit), __file__]
-    return codegen.load_module("mathbench_kernels", text, deps)
+def _depends_on() -> tuple:
+    """What every generated loop depends on besides its text: all the scalars' files (a scalar may
+    call jitted helpers of another, and Numba's cache only notices edits to the loop's own file)
+    and the JIT options."""
+    return tuple(sorted({*_scalar_functions().values(), inspect.getsourcefile(jit)}))
+
+
+@lru_cache(maxsize=None)
+def _variant(module: str, fn: str, parallel: bool):
+    """The generated module of ``loops`` around the scalar ``module.fn`` (imported once per
+    process): the loop takes the scalar's own fastmath flags (see ``loops``)."""
+    scalar = getattr(importlib.import_module(module), fn)
+    return templating.generate(loops, f"SCALAR={module}.{fn}, parallel={bool(parallel)}",
+                               [f"from {module} import {fn} as SCALAR"], list(_depends_on()), parallel,
+                               scalar.targetoptions.get("fastmath", False),
+                               prefix="mathbench_kernels_" + kernel_name(module, fn, parallel))
+
+
+@lru_cache(maxsize=None)
+def _copy_variant(parallel: bool):
+    """The generated module whose ``copy`` loop is the memory roof (no scalar, no fastmath)."""
+    return templating.generate(loops, f"copy only (SCALAR unbound), parallel={bool(parallel)}", [],
+                               [inspect.getsourcefile(jit)], parallel,
+                               prefix=f"mathbench_kernels_k_copy__{'par' if parallel else 'ser'}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,8 +117,18 @@ def simd_info(asm: str, machine: Optional[str] = None) -> dict:
     return {"vectorized": None, "simd_bits": None, "libm_calls": libm}
 
 
+@lru_cache(maxsize=None)
+def _facts_version() -> str:
+    """Hash of what the facts depend on: every kernel's code and how its assembly is read (this file)."""
+    arrays = {inspect.getsourcefile(fn.serial.py_func) for act in registry.REGISTRY.values()
+              for impl in act.impls.values() if impl.backend == "numba"
+              for fn in map(impl.fn, registry.FORMS) if fn is not None and is_array_kernel(fn)}
+    files = {*_depends_on(), *arrays, inspect.getsourcefile(loops), inspect.getsourcefile(templating), __file__}
+    return codegen.source_hash("", sorted(files))
+
+
 def _simd_cache_path() -> Path:
-    return codegen.cache_dir() / f"simd-{_module().__name__}.json"
+    return codegen.cache_dir() / f"simd-mathbench_kernels_{_facts_version()}.json"
 
 
 def _load_simd_cache(path: Optional[Path] = None) -> dict:
@@ -150,8 +150,9 @@ def _load_simd_cache(path: Optional[Path] = None) -> dict:
 def _kernel_simd(dispatcher, sig) -> dict:
     """SIMD facts for one compiled signature. Numba cannot show assembly of code loaded from its
     cache, so the facts are saved beside the cache when first compiled; if they are missing, an
-    uncached twin is compiled once to read them."""
-    key = f"{dispatcher.py_func.__name__}|{sig}"
+    uncached twin is compiled once to read them. Keyed by module and name: every generated
+    loop's function is called ``elementwise``, its module names the scalar."""
+    key = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__name__}|{sig}"
     cache = _load_simd_cache()
     if key in cache:
         return cache[key]
@@ -218,11 +219,11 @@ def numba_dispatcher(fn, parallel: bool):
     if is_array_kernel(fn):
         return fn.parallel if parallel else fn.serial
     py = fn.py_func
-    return getattr(_module(), kernel_name(py.__module__, py.__name__, parallel))
+    return _variant(py.__module__, py.__name__, bool(parallel)).elementwise
 
 
 def copy_dispatcher(parallel: bool):
-    return getattr(_module(), f"k_copy__{'par' if parallel else 'ser'}")
+    return _copy_variant(bool(parallel)).copy
 
 
 def _compile(dispatcher, dtype: str, scalar=None) -> tuple[float, bool, tuple]:

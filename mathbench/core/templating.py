@@ -2,31 +2,34 @@
 
 Why generate at all: Numba caches a kernel on disk only if it is a plain function of a real module
 (not a closure over jitted functions, not a function taking a dispatcher argument), and its cache
-key ignores globals. So every variant (activation pair, serial or parallel) needs a module file of
-its own whose globals name the chosen scalars.
+key ignores globals. So every variant (a scalar function, an activation pair, serial or parallel)
+needs a module file of its own whose globals name the chosen scalars.
 
-A *template* is an importable module (``lstm_numba.ops``, ``lstm_numba.model``, a task module).
-It marks its kernels with ``@kernel``, ``@pkernel`` (may use ``prange``; parallel in the parallel
-variant) or a ``fixed(...)`` mark (its own fastmath flags). Imported as plain Python the marks change
-nothing, so the template runs (slowly) as it reads -- that is how its tests use it.
+A *template* is an importable module (``mathbench.functions.loops``, ``lstm_numba.ops``,
+``lstm_numba.model``, an LSTM task module). It marks its kernels with ``@kernel``, ``@pkernel``
+(may use ``prange``; parallel in the parallel variant) or a ``fixed(...)`` mark (its own fastmath
+flags). Imported as plain Python the marks change nothing, so the template runs (slowly) as it
+reads -- that is how its tests use it. A template imports with absolute names only: its text
+becomes a top-level module.
 
 ``generate(template, variant, footer, depends_on)`` writes the template's source text, WHOLE and
 unchanged (same line numbers: Numba's errors and tracebacks point at the template's lines), plus a
-footer that names the template and the variant, rebinds globals (the activation scalars, the other
-templates' kernels by their generated variants, ``PARALLEL``) and ends with ``jit_all(globals(),
-...)``, which replaces every marked function by its Numba dispatcher. Numba reads globals when it
+footer that names the template and the variant, rebinds globals (the scalars, the other templates'
+kernels by their generated variants, ``PARALLEL``) and ends with ``jit_all(globals(), ...)``,
+which replaces every marked function by its Numba dispatcher. Numba reads globals when it
 compiles, so the footer's rebindings are what the kernels see. The module is loaded through
-``mathbench.codegen.load_module``: its name hashes its text and its dependencies' sources, so an
-edit to any of them recompiles, and ``cache=True`` keeps the compiled code between processes.
+``codegen.load_module``: its name hashes its text and its dependencies' sources, so an edit to
+any of them recompiles, and ``cache=True`` keeps the compiled code between processes.
 """
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
-from mathbench import JIT_OPTIONS, codegen
+from . import codegen
+from .jit import JIT_OPTIONS
 
-_MARK = "__lstm_kernel__"  # attribute the marks set: None (variant's flags) or fixed options
+_MARK = "__template_kernel__"  # attribute the marks set: None (variant's flags) or fixed options
 
 
 class TemplateError(RuntimeError):
@@ -116,18 +119,19 @@ def module_text(template, variant: str, footer: list[str], parallel: bool, fastm
         "# Everything above is that file unchanged (same line numbers); below, what makes it this variant.",
         *footer,
         f"PARALLEL = {bool(parallel)}",
-        "from lstm_numba.templating import jit_all as _jit_all",
+        f"from {__name__} import jit_all as _jit_all",
         f"_jit_all(globals(), parallel={bool(parallel)}, fastmath={flags_text(fastmath)})",
         "",
     ])
 
 
 def generate(template, variant: str, footer: list[str], depends_on: list[str], parallel: bool,
-             fastmath=frozenset()):
-    """Write (once) and import the generated module of ``template`` for one variant."""
+             fastmath=frozenset(), prefix: str = ""):
+    """Write (once) and import the generated module of ``template`` for one variant. Its name is
+    ``prefix`` (default: the template's dotted name with underscores) and the hash."""
     text = module_text(template, variant, footer, parallel, fastmath)
     deps = sorted({str(source_file(template)), __file__, *map(str, depends_on)})
-    return codegen.load_module(template.__name__.replace(".", "_"), text, deps)
+    return codegen.load_module(prefix or template.__name__.replace(".", "_"), text, deps)
 
 
 def imports_of(template, generated: dict) -> list[str]:
