@@ -755,7 +755,7 @@ def loop_facts(config: ModelConfig) -> dict:
     (``mathbench.simd_info``). Numba cannot show the assembly of code loaded from its
     disk cache, so each loop is compiled once more uncached with the same options and types,
     and the facts are saved beside the cache (keyed by the generated module's hashed name)."""
-    from mathbench import load_simd_facts as _load_simd_cache, save_simd_facts as _save_simd_cache, simd_info
+    from mathbench import compiled_asm, load_simd_facts as _load_simd_cache, save_simd_facts as _save_simd_cache, simd_info
 
     mod = variants.task_kernels(config.task, config.cell, config.gate, bool(config.parallel))
     cells = variants.cell_kernels(config.cell, config.gate, bool(config.parallel))
@@ -769,11 +769,8 @@ def loop_facts(config: ModelConfig) -> dict:
         key = f"{fname}|{config.dtype}"
         if not (isinstance(saved.get(key), dict) and set(saved[key]) == {"vectorized", "simd_bits", "libm_calls"}):
             disp = getattr(mod if spec is None else cells, fname)
-            opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}  # njit implies it
-            twin = numba.njit(**{**opts, "cache": False})(disp.py_func)
             sig = (arr,) * n_arr + (nt,) * n_sc
-            twin.compile(sig)
-            saved[key] = simd_info(function_asm(twin.inspect_asm(sig), fname))
+            saved[key] = simd_info(function_asm(compiled_asm(disp, sig), fname))
             changed = True
         out[loop] = saved[key]
     if changed:

@@ -45,6 +45,7 @@ _API = {
     "pkernel": ("mathbench.core.templating", "pkernel"),
     # what a compiled loop vectorized, read from its assembly, and the facts' cache files
     "simd_info": ("mathbench.functions.kernels", "simd_info"),
+    "compiled_asm": ("mathbench.functions.kernels", "compiled_asm"),
     "load_simd_facts": ("mathbench.functions.kernels", "_load_simd_cache"),
     "save_simd_facts": ("mathbench.functions.kernels", "_save_simd_cache"),
     "cpu_info": ("mathbench.core.runs", "_cpu"),

@@ -147,6 +147,16 @@ def _load_simd_cache(path: Optional[Path] = None) -> dict:
         return {}
 
 
+def compiled_asm(dispatcher, sig) -> str:
+    """Assembly of ``dispatcher`` for ``sig`` as its options compile it. Numba cannot show the
+    assembly of code loaded from its disk cache, so an uncached twin with the same options
+    (parallel, fastmath: the flags change the code) is compiled for it."""
+    opts = {k: v for k, v in dispatcher.targetoptions.items() if k != "nopython"}  # njit implies it
+    twin = numba.njit(**{**opts, "cache": False})(dispatcher.py_func)
+    twin.compile(sig)
+    return twin.inspect_asm(sig)
+
+
 def _kernel_simd(dispatcher, sig) -> dict:
     """SIMD facts for one compiled signature. Numba cannot show assembly of code loaded from its
     cache, so the facts are saved beside the cache when first compiled; if they are missing, an
@@ -156,13 +166,7 @@ def _kernel_simd(dispatcher, sig) -> dict:
     cache = _load_simd_cache()
     if key in cache:
         return cache[key]
-    if dispatcher.stats.cache_hits.get(sig):
-        twin = numba.njit(parallel=dispatcher.targetoptions.get("parallel", False),
-                          **{**jit.JIT_OPTIONS, "cache": False})(dispatcher.py_func)
-        twin.compile(sig)
-        asm = twin.inspect_asm(sig)
-    else:
-        asm = dispatcher.inspect_asm(sig)
+    asm = dispatcher.inspect_asm(sig) if not dispatcher.stats.cache_hits.get(sig) else compiled_asm(dispatcher, sig)
     info = simd_info(asm)
     cache = _load_simd_cache()
     cache[key] = info
