@@ -16,8 +16,6 @@ than the unigram / majority baseline: it has not learned the data's first-order 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 NOT_TRAINED, WEAK, TRAINED = "not trained", "weak", "trained"
@@ -88,14 +86,8 @@ def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_
 
 def flag(task: str, metrics: dict, refs: dict) -> str:
     """NOT_TRAINED, WEAK or TRAINED for held-out ``metrics`` (lm: loss; classify: accuracy)
-    against ``refs`` (``text`` / ``classify`` output); "" when the metric is missing."""
-    if task == "lm":
-        loss = metrics.get("loss", math.nan)
-        if not math.isfinite(loss):
-            return ""
-        return NOT_TRAINED if loss >= refs["unigram"] else WEAK if loss >= refs["bigram"] else TRAINED
-    acc = metrics.get("accuracy", math.nan)
-    if not math.isfinite(acc):
-        return ""
-    return (NOT_TRAINED if acc <= refs["majority"]["accuracy"] else
-            WEAK if acc <= refs["threshold"]["accuracy"] else TRAINED)
+    against ``refs`` (``text`` / ``classify`` output); "" when the metric is missing. The rule is
+    the task's (``Task.flag``)."""
+    from lstm_numba import tasks  # not at import: the task modules import this one
+
+    return tasks.get(task).flag(metrics, refs)

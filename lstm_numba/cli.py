@@ -14,7 +14,7 @@ from mathbench import runs, threads
 from mathbench import choices, positive_ints, progress_factory, split_list
 from mathbench import ArgumentParser, UsageError
 
-from . import data as D, study, sweep, versus
+from . import data as D, study, sweep, tasks, versus
 
 PROG = "lstm_numba"
 
@@ -533,14 +533,7 @@ def _baseline_text(task: str, refs: dict, metrics: dict) -> str:
     from . import baselines
 
     state = baselines.flag(task, metrics, refs)
-    if task == "lm":
-        text = (f"unigram {refs['unigram']:.4g}, bigram {refs['bigram']:.4g} nats/char (add-0.5, fit on the "
-                "training text)")
-    else:
-        m, t = refs["majority"], refs["threshold"]
-        text = (f"majority class accuracy {m['accuracy']:.4g}, best single-feature threshold accuracy "
-                f"{t['accuracy']:.4g} (F1 {t['f1']:.4g}; {D.FEATURES[t['feature']]}), fit on the training part")
-    return f"baselines on the same test data: {text}; this model: {state}"
+    return f"baselines on the same test data: {tasks.get(task).baselines_text(refs)}; this model: {state}"
 
 
 def _metrics_text(metrics: dict) -> str:
@@ -550,7 +543,7 @@ def _metrics_text(metrics: dict) -> str:
 
 def _data_line(records: dict, task: str) -> str:
     """Names the data a command used: each part's source and content hash (data.data_record)."""
-    held = {"text": ", held-out: its last 10%"} if task == "lm" else {}
+    held = tasks.get(task).HELD_OUT
     return "data: " + "; ".join(f"{part} {D.describe_record(r)}{held.get(part, '')}" for part, r in records.items())
 
 

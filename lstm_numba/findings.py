@@ -14,6 +14,8 @@ import pandas as pd
 
 from mathbench import stats
 
+from lstm_numba import tasks
+
 _COUNT = {"timing_interval": "timing_samples", "latency_interval": "latency_samples", "quality_interval": "repeats"}
 
 
@@ -85,17 +87,14 @@ def absolute(df: pd.DataFrame) -> list[str]:
     """Held-out quality of every variant beside the trivial baselines of the same data."""
     out = []
     for task, t in df[df["backend"] == "numba"].groupby("task"):
-        metric = "loss" if task == "lm" else "accuracy"
+        td = tasks.get(task)
+        metric = td.QUALITY
         if metric not in t or t[metric].isna().all():
             continue
         per = "; ".join(f"{v} {_range(g[metric], '{:.3f}')}" for v, g in t.groupby("variant", sort=False))
-        what = "loss (nats/char)" if task == "lm" else "accuracy"
-        line = f"{task}: held-out {what} per variant over configurations: {per}"
-        if task == "lm" and "ref_bigram" in t and t["ref_bigram"].notna().any():
-            line += f"; baselines unigram {t['ref_unigram'].median():.3f}, bigram {t['ref_bigram'].median():.3f}"
-        elif task == "classify" and "ref_threshold_acc" in t and t["ref_threshold_acc"].notna().any():
-            line += (f"; baselines majority {t['ref_majority_acc'].median():.3f}, best single-feature threshold "
-                     f"{t['ref_threshold_acc'].median():.3f}")
+        line = f"{task}: held-out {td.QUALITY_TEXT} per variant over configurations: {per}"
+        if td.REF_KEY in t and t[td.REF_KEY].notna().any():
+            line += "; baselines " + ", ".join(f"{name} {t[col].median():.3f}" for name, col in td.REF_MEDIANS)
         if "quality_flag" in t:
             c = t["quality_flag"].value_counts()
             line += (f"; {int(c.get('trained', 0))} of {len(t)} rows trained, {int(c.get('weak', 0))} weak, "
@@ -122,7 +121,7 @@ def quality(df: pd.DataFrame) -> list[str]:
         speed_only = [t for t, g in numba.groupby("task") if not (g["quality_flag"] == "trained").any()]
         for t in speed_only:
             out.append(f"{t}: speed only: no model of this run beats the "
-                       f"{'bigram' if t == 'lm' else 'best-threshold'} baseline, so its quality differences "
+                       f"{tasks.get(t).STRONG_TEXT} baseline, so its quality differences "
                        "compare models that have not learned the data (see an accuracy study instead).")
         cand = cand[~cand["task"].isin(speed_only)]
     for (variant, task), g in cand.groupby(["variant", "task"]):
@@ -138,8 +137,9 @@ def quality(df: pd.DataFrame) -> list[str]:
         line = (f"{task}: {variant} minus {base} held-out loss {_range(g['loss_diff'], '{:+.3f}')} over "
                 f"{len(g)} configurations; {what} is above 0 (worse) in {worse}, below 0 (better) in "
                 f"{better}; {variant} had the higher loss in {higher} of {repeats} paired seed runs.")
-        if task == "classify" and g["accuracy_diff"].notna().any():
-            line += f" Accuracy difference {_range(g['accuracy_diff'], '{:+.3f}')}."
+        score = tasks.get(task).QUALITY  # a headline metric besides the loss gets its difference too
+        if score != "loss" and g[f"{score}_diff"].notna().any():
+            line += f" {score.capitalize()} difference {_range(g[f'{score}_diff'], '{:+.3f}')}."
         out.append(line)
     if dropped:
         out.append(f"{dropped} candidate rows left out of the quality comparison: they or their baseline are "

@@ -39,7 +39,7 @@ from mathbench import UsageError
 
 from . import baselines as BL
 from . import data as D
-from . import sweep
+from . import sweep, tasks
 
 KIND = "lstm-accuracy"
 SUMMARY = "summary.csv"
@@ -159,26 +159,14 @@ def code_version(s: Settings) -> str:
 
 def parts(ds, task: str, seq_len: int) -> tuple:
     """(train, validation, test) data as ``train.train`` / ``train.evaluate`` take them."""
-    if task == "lm":
-        return ds.fit, ds.val, ds.test
-    return ds.windows("train", seq_len), ds.windows("val", seq_len), ds.windows("test", seq_len)
+    return tasks.get(task).study_parts(ds, seq_len)
 
 
 def test_baselines(ds, task: str, seq_len: int) -> dict:
     """The trivial baselines on the test data ``train.evaluate`` scores (for text: every
     consecutive pair of the test text; ``evaluate`` splits it into 16 streams and so scores all but
     a few of those pairs), fit on the training part (validation excluded)."""
-    if task == "lm":
-        return BL.text(ds.fit, ds.test[:-1], ds.test[1:], ds.n_vocab)
-    ends = ds.test_ends(seq_len)
-    return BL.classify(ds.train_x[:ds.val_from], ds.train_y[:ds.val_from], ds.test_x[ends], ds.test_y[ends])
-
-
-def _ref_columns(task: str, refs: dict) -> dict:
-    if task == "lm":
-        return {"ref_unigram": refs["unigram"], "ref_bigram": refs["bigram"]}
-    return {"ref_majority_acc": refs["majority"]["accuracy"], "ref_majority_f1": refs["majority"]["f1"],
-            "ref_threshold_acc": refs["threshold"]["accuracy"], "ref_threshold_f1": refs["threshold"]["f1"]}
+    return tasks.get(task).test_baselines(ds, seq_len)
 
 
 def _model_config(u: Unit, cell: str, gate: str, ds):
@@ -224,9 +212,9 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
             perplexity=q.get("perplexity"), quality_flag=BL.flag(u.task, q, refs) if not diverged else "diverged",
             train_seconds=time.perf_counter() - t0, unit_rows=len(s.pairs), **where(),
             finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), code_version=code,
-            **_ref_columns(u.task, refs))
-        if u.task == "lm":
-            row["accuracy"] = None  # train.evaluate reports no next-character accuracy
+            **tasks.get(u.task).ref_columns(refs))
+        if "accuracy" not in tasks.get(u.task).EVAL_METRICS:
+            row["accuracy"] = None  # train.evaluate reports none (the LM: no next-character accuracy)
         rows.append(row)
     return rows
 
@@ -532,22 +520,21 @@ def summary(df, unit_ids: Optional[list] = None) -> str:
         return "(no finished units)"
     lines = []
     for task, g in df.groupby("task", sort=True):
-        refs = (f"unigram {g['ref_unigram'].iloc[0]:.3f}, bigram {g['ref_bigram'].iloc[0]:.3f} nats/char"
-                if task == "lm" else
-                f"majority {g['ref_majority_acc'].iloc[0]:.4f}, best single-feature threshold "
-                f"{g['ref_threshold_acc'].iloc[0]:.4f} accuracy")
+        td = tasks.get(task)
+        refs = ", ".join(f"{name} {td.REF_FORMAT.format(g[col].iloc[0])}" for name, col in td.REF_MEDIANS)
+        refs += f" {td.REF_UNIT}"
         lines.append(f"{task} (data: {g['data'].iloc[0]}); trivial baselines on the test data: {refs}")
         rows = []
         order = {v: i for i, v in enumerate(g.sort_values("role", key=lambda r: r != "baseline", kind="stable")
                                             ["variant"].unique())}
         for (L, H, dt, _, var), v in g.assign(_o=g["variant"].map(order)).groupby(
                 ["layers", "hidden", "dtype", "_o", "variant"], sort=True):
-            metric = v["loss"] if task == "lm" else v["accuracy"]
+            metric = v[td.QUALITY]
             rows.append([L, H, dt, var, len(v), f"{np.nanmedian(metric):.4f}" if metric.notna().any() else "-",
                          f"{np.median(v['best_step']):.0f}" if v["best_step"].notna().any() else "-",
                          _flags(v)])
         lines.append(table(rows, ["layers", "hidden", "dtype", "variant", "seeds",
-                                  "median test loss" if task == "lm" else "median test accuracy",
+                                  f"median test {td.QUALITY}",
                                   "median chosen step", "state"]))
         lines.append("")
     comp = comparisons(df)

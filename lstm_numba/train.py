@@ -69,6 +69,7 @@ from mathbench import UsageError
 
 from .network import Model, ModelConfig, Params
 from .optim import Adam
+from .tasks.classify import classification_metrics  # noqa: F401  (public here since before the tasks)
 
 __all__ = ["TrainConfig", "TrainResult", "NonFiniteLoss", "train", "evaluate", "predict",
            "predict_proba_batch", "generate", "save", "load", "thread_limits"]
@@ -199,44 +200,9 @@ def _run_threads(model: Model, threads: Optional[int], blas_threads: int = 1):
 # data
 
 
-def _tokens(model: Model, data) -> np.ndarray:
-    try:
-        tok = np.asarray(data)
-    except Exception:  # noqa: BLE001
-        raise UsageError("LM data must be a 1-D array of token ids") from None
-    if tok.ndim != 1 or not np.issubdtype(tok.dtype, np.integer):
-        raise UsageError(f"LM data must be a 1-D array of integer token ids, got {tok.dtype} shape {tok.shape}")
-    V = model.config.vocab_size
-    if tok.size and (tok.min() < 0 or tok.max() >= V):
-        raise UsageError(f"token ids must be in [0, {V}) (the model's vocab_size)")
-    return tok.astype(np.int64)
-
-
-def _streams(tok: np.ndarray, batch: int, min_len: int) -> np.ndarray:
-    """(n, batch) time-major: column b is the b-th contiguous slice of the token array."""
-    n = tok.size // batch
-    if n < min_len:
-        raise UsageError(f"{tok.size} tokens are too few for batch {batch} x {min_len} timesteps")
-    return np.ascontiguousarray(tok[:n * batch].reshape(batch, n).T)
-
-
-def _classify_data(model: Model, data):
-    try:
-        X, y = data
-    except (TypeError, ValueError):
-        raise UsageError("classification data must be a pair (X, y)") from None
-    X = np.asarray(X)
-    y = np.asarray(y)
-    F = model.config.n_features
-    if X.ndim != 3 or X.shape[2] != F or X.shape[0] < 1 or X.shape[1] < 1:
-        raise UsageError(f"classification X must be (N, T, {F}), got shape {X.shape}")
-    if y.shape != (X.shape[0],):
-        raise UsageError(f"classification y must have shape ({X.shape[0]},), got {y.shape}")
-    if not np.all((y == 0) | (y == 1)):
-        raise UsageError("classification labels must be 0 or 1")
-    dt = model.config.np_dtype
-    Xt = np.ascontiguousarray(np.asarray(X, dtype=dt).transpose(1, 0, 2))  # (T, N, F)
-    return Xt, y.astype(dt)
+def _data(model: Model, data):
+    """``data`` checked and converted by the model's task (``Task.train_data``)."""
+    return model.task.train_data(model, data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,17 +243,8 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
         raise UsageError("train needs a lstm_numba Model")
     if not isinstance(cfg, TrainConfig):
         raise UsageError("train needs a TrainConfig")
-    lm = model.config.task == "lm"
     B = cfg.batch
-    if lm:
-        streams = _streams(_tokens(model, data), B, cfg.seq_len + 1)
-        T = cfg.seq_len
-    else:
-        Xt, y = _classify_data(model, data)
-        T, N = Xt.shape[0], Xt.shape[1]
-        if B > N:
-            raise UsageError(f"batch {B} is larger than the {N} training samples")
-        order_rng = np.random.default_rng(cfg.seed)
+    T, feed = model.task.train_feed(model, _data(model, data), cfg)
     opt = Adam(model, lr=cfg.lr, clip=cfg.clip, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
     n_it = cfg.iterations
     losses = np.full(n_it, np.nan)
@@ -295,8 +252,7 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
     tf, tb, to = np.zeros(n_it), np.zeros(n_it), np.zeros(n_it)
     ckpt = None
     if validation is not None and cfg.eval_every > 0:
-        validation = _tokens(model, validation) if lm else _classify_data(model, validation)
-        ckpt = _Checkpoints(model, validation, cfg.patience, cfg.seq_len if lm else 0, on_validation)
+        ckpt = _Checkpoints(model, _data(model, validation), cfg.patience, cfg.seq_len, on_validation)
 
     def result(done: int, wall: float, early=False, final=True) -> TrainResult:
         best, hist = None, None
@@ -313,20 +269,10 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
         model.prepare(T, B)
         clock = time.perf_counter
         t_start = clock()
-        pos, state, perm, pi = 0, None, None, 0
         done = 0
+        batch = next(feed)
         for it in range(n_it):
-            if lm:
-                if pos + T + 1 > streams.shape[0]:
-                    pos, state = 0, None
-                x, tgt = streams[pos:pos + T], streams[pos + 1:pos + T + 1]
-                pos += T
-            else:
-                if perm is None or pi + B > N:
-                    perm, pi = order_rng.permutation(N), 0
-                sel = perm[pi:pi + B]
-                pi += B
-                x, tgt = np.ascontiguousarray(Xt[:, sel]), y[sel]
+            x, tgt, state = batch
             t0 = clock()
             loss = model.forward(x, tgt, state, validate=False)
             t1 = clock()
@@ -343,8 +289,7 @@ def train(model: Model, data, cfg: TrainConfig = TrainConfig(),
             losses[it], norms[it] = loss, norm
             tf[it], tb[it], to[it] = t1 - t0, t2 - t1, t3 - t2
             done = it + 1
-            if lm:
-                state = model.final_state()
+            batch = next(feed)  # now: a carried state is this step's, before a validation replaces it
             if on_iteration is not None:
                 stop = on_iteration(dict(iteration=it, loss=loss, grad_norm=norm, t_forward=tf[it],
                                          t_backward=tb[it], t_optimizer=to[it]))
@@ -371,51 +316,13 @@ def evaluate(model: Model, data, seq_len: int = 100, batch: int = 16) -> dict:
     _check_number("seq_len", seq_len, integer=True, positive=True)
     _check_number("batch", batch, integer=True, positive=True)
     with _run_threads(model, None):
-        if model.config.task == "lm":
-            return _evaluate_lm(model, _tokens(model, data), seq_len, batch)
-        return _evaluate_data(model, _classify_data(model, data), seq_len, batch)
+        return _evaluate_data(model, _data(model, data), seq_len, batch)
 
 
 def _evaluate_data(model, data, seq_len, batch) -> dict:
-    """``evaluate`` on data already checked and converted (token array, or (Xt, y)), at the
-    caller's thread settings."""
-    if model.config.task == "lm":
-        return _evaluate_lm(model, data, seq_len, batch)
-    Xt, y = data
-    return classification_metrics(_predict_t(model, Xt, 256), y)
-
-
-def _evaluate_lm(model, tok, seq_len, batch):
-    batch = max(1, min(batch, (tok.size - 1) // 2))
-    streams = _streams(tok, batch, 2)
-    n = streams.shape[0]
-    total, count, state, pos = 0.0, 0, None, 0
-    while pos < n - 1:
-        T = min(seq_len, n - 1 - pos)
-        loss = model.forward(streams[pos:pos + T], streams[pos + 1:pos + T + 1], state, validate=False)
-        total += loss * T * batch
-        count += T * batch
-        state = model.final_state()
-        pos += T
-    mean = total / count
-    return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else math.inf, "tokens": count}
-
-
-def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict:
-    p = np.asarray(p, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    eps = 1e-12
-    loss = float(-np.mean(y * np.log(np.maximum(p, eps)) + (1 - y) * np.log(np.maximum(1 - p, eps))))
-    pred = p >= 0.5
-    pos = y == 1
-    tp = int(np.sum(pred & pos))
-    fp = int(np.sum(pred & ~pos))
-    fn = int(np.sum(~pred & pos))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"loss": loss, "accuracy": float(np.mean(pred == pos)), "precision": precision,
-            "recall": recall, "f1": f1, "n": int(y.size)}
+    """``evaluate`` on data already checked and converted (``_data``), at the caller's thread
+    settings."""
+    return model.task.evaluate(model, data, seq_len, batch)
 
 
 def predict_proba_batch(model: Model, X_tb: np.ndarray) -> np.ndarray:
@@ -425,32 +332,22 @@ def predict_proba_batch(model: Model, X_tb: np.ndarray) -> np.ndarray:
     return model.predict(X_tb)
 
 
-def _predict_t(model, Xt, batch):
-    T, N, _ = Xt.shape
-    out = np.empty(N, dtype=np.float64)
-    for s in range(0, N, batch):
-        xb = np.ascontiguousarray(Xt[:, s:s + batch])
-        out[s:s + xb.shape[1]] = model.predict(xb, None, validate=False)
-    return out
-
-
 def predict(model: Model, X, batch: int = 256) -> np.ndarray:
     """(N,) probabilities of class 1 for X (N, T, n_features) (classification only)."""
-    if model.config.task != "classify":
+    if not model.task.PREDICTS:
         raise UsageError("predict is for classification models; use generate for a language model")
     _check_number("batch", batch, integer=True, positive=True)
-    Xt, _ = _classify_data(model, (X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0)))
     with _run_threads(model, None):
-        return _predict_t(model, Xt, batch)
+        return model.task.predict(model, X, batch)
 
 
 def generate(model: Model, prime, length: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
     """Sample ``length`` token ids after feeding ``prime`` (a non-empty sequence of ids)."""
-    if model.config.task != "lm":
+    if not model.task.GENERATES:
         raise UsageError("generate needs a language model (task 'lm')")
     _check_number("length", length, integer=True)
     _check_number("temperature", temperature, positive=True)
-    ids = _tokens(model, np.asarray(list(prime), dtype=np.int64) if not isinstance(prime, np.ndarray) else prime)
+    ids = _data(model, np.asarray(list(prime), dtype=np.int64) if not isinstance(prime, np.ndarray) else prime)
     if ids.size == 0:
         raise UsageError("generate needs at least one prime token")
     rng = np.random.default_rng(seed)

@@ -9,7 +9,8 @@ input projection, the head and loss, and the three entry points ``forward``/``ba
 ``infer`` that run a whole batch in one Numba call) are generated per activation pair next to the
 cell kernels of ``lstm_numba.model`` (``variants.task_kernels``).
 
-The interface (what ``network.Model``, ``sweep``, ``train`` and the peers call):
+The interface (what ``network.Model``, ``sweep``, ``train``, ``study``, ``baselines``,
+``findings``, ``cli`` and the peers call):
 
 model side
     ``input_size(cfg)``, ``output_size(cfg)``, ``check_config(cfg)``; ``check_batch(cfg, x, y)``
@@ -23,11 +24,29 @@ sweep
     ``ref_columns(refs)``, and the summary's wording (``HEADERS``, ``TRIVIAL``, ``STRONG``,
     ``REF_KEY``, ``refs_text``, ``quality_cell``); ``SCORES``/``PERPLEXITY`` say which quality
     columns a row fills.
+train (``lstm_numba.train``)
+    ``train_data(model, data)`` -> the data checked and converted (one-line UsageError otherwise);
+    ``train_feed(model, data, cfg)`` -> (T, an endless iterator of (x, targets, state)),
+    advanced right after each finished step, so it may carry ``model.final_state()`` (LM: TBPTT);
+    ``evaluate(model, data, seq_len, batch)`` -> held-out metrics with a ``loss``;
+    capabilities ``PREDICTS`` (``predict(model, X, batch)`` -> (N,) probabilities) and
+    ``GENERATES`` (``train.generate`` samples from ``probabilities`` of the last step).
+baselines and findings
+    ``flag(metrics, refs)`` -> ``baselines.NOT_TRAINED``/``WEAK``/``TRAINED`` or "" (what
+    ``baselines.flag(name, ...)`` answers); ``QUALITY`` (its column), ``QUALITY_TEXT``,
+    ``REF_MEDIANS`` ((name, column) of the trivial and the strong baseline), ``STRONG_TEXT``.
+accuracy study and commands (``lstm_numba.study``, ``lstm_numba.cli``)
+    ``study_parts(ds, seq_len)`` -> (train, validation, test) data for ``train``;
+    ``test_baselines(ds, seq_len)`` -> the trivial baselines on that test data (``flag``'s refs);
+    ``baselines_text(refs)``; ``EVAL_METRICS`` (``evaluate``'s keys); ``REF_UNIT``,
+    ``REF_FORMAT``; ``HELD_OUT`` (data record -> a note on the held-out part).
 peers
     ``INPUT`` ("tokens" | "features") and ``OUTPUT`` ("softmax_every_step" | "sigmoid_last_step"):
     kinds each peer module maps to its own layers (``lstm_numba.peers``).
-Not yet behind the interface: ``train``'s data feeding and ``study``'s data parts still branch on
-the task name.
+Not yet behind the interface: the command line's per-task data options and loading (``cli``:
+``--data`` / ``--occupancy-*``, the data of the train and evaluate commands and their metadata)
+still branch on the task name. ``reference.py`` does on purpose: the tests' NumPy reference stays
+independent of the code under test. ``tests/test_lstm_task_extension.py`` checks both.
 """
 from __future__ import annotations
 
@@ -48,6 +67,7 @@ class Task:
     SCORES: tuple = ()  # held-out metrics besides the loss
     PERPLEXITY = False  # report exp(loss)
     HEAD_LOOP: tuple = ()
+    PREDICTS = GENERATES = False  # train.predict / train.generate accept the task's models
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

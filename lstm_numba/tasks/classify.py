@@ -7,6 +7,7 @@ the cell kernels they call (``variants.task_kernels``).
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -16,7 +17,7 @@ from lstm_numba import baselines as BL, data as D
 from lstm_numba.model import backward_stack, forward_stack, infer_stack
 from lstm_numba.ops import add_bias, exact, headkernel, mm_nt, mm_tn
 from lstm_numba.tasks import Task, c_writable
-from lstm_numba.templating import kernel
+from mathbench import kernel
 
 
 class Classify(Task):
@@ -143,6 +144,120 @@ class Classify(Task):
         return qual, ("accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi")
 
     HEADERS = ("held-out accuracy", "accuracy diff")
+
+    # -- findings (read from a sweep's CSV)
+    QUALITY_TEXT = "accuracy"
+    REF_MEDIANS = (("majority", "ref_majority_acc"), ("best single-feature threshold", "ref_threshold_acc"))
+    STRONG_TEXT = "best-threshold"
+
+    def flag(self, metrics, refs) -> str:
+        """Against ``baselines.classify``: no better than majority / best-threshold accuracy."""
+        acc = metrics.get("accuracy", math.nan)
+        if not math.isfinite(acc):
+            return ""
+        return (BL.NOT_TRAINED if acc <= refs["majority"]["accuracy"] else
+                BL.WEAK if acc <= refs["threshold"]["accuracy"] else BL.TRAINED)
+
+    # -- training and evaluation (lstm_numba.train)
+    PREDICTS = True
+
+    def train_data(self, model, data):
+        """(X (N, T, F), y (N,) in {0, 1}) -> (Xt (T, N, F) time-major, y) of the model dtype."""
+        try:
+            X, y = data
+        except (TypeError, ValueError):
+            raise UsageError("classification data must be a pair (X, y)") from None
+        X = np.asarray(X)
+        y = np.asarray(y)
+        F = model.config.n_features
+        if X.ndim != 3 or X.shape[2] != F or X.shape[0] < 1 or X.shape[1] < 1:
+            raise UsageError(f"classification X must be (N, T, {F}), got shape {X.shape}")
+        if y.shape != (X.shape[0],):
+            raise UsageError(f"classification y must have shape ({X.shape[0]},), got {y.shape}")
+        if not np.all((y == 0) | (y == 1)):
+            raise UsageError("classification labels must be 0 or 1")
+        dt = model.config.np_dtype
+        Xt = np.ascontiguousarray(np.asarray(X, dtype=dt).transpose(1, 0, 2))  # (T, N, F)
+        return Xt, y.astype(dt)
+
+    def train_feed(self, model, data, cfg):
+        """Minibatches of ``cfg.batch`` whole sequences, a new permutation (``cfg.seed``) each
+        epoch; no state carried."""
+        Xt, y = data
+        T, N, B = Xt.shape[0], Xt.shape[1], cfg.batch
+        if B > N:
+            raise UsageError(f"batch {B} is larger than the {N} training samples")
+        order_rng = np.random.default_rng(cfg.seed)
+
+        def feed():
+            perm, pi = None, 0
+            while True:
+                if perm is None or pi + B > N:
+                    perm, pi = order_rng.permutation(N), 0
+                sel = perm[pi:pi + B]
+                pi += B
+                yield np.ascontiguousarray(Xt[:, sel]), y[sel], None
+
+        return T, feed()
+
+    def evaluate(self, model, data, seq_len, batch) -> dict:
+        """``classification_metrics`` of the predictions in batches of 256 (``seq_len``, ``batch``:
+        unused, a sample is one whole sequence)."""
+        Xt, y = data
+        return classification_metrics(_predict_t(model, Xt, 256), y)
+
+    def predict(self, model, X, batch) -> np.ndarray:
+        """(N,) probabilities of class 1 for X (N, T, F), ``batch`` samples per call."""
+        # Classify's own check: X is this array form even where a subclass reads its data otherwise
+        Xt, _ = Classify.train_data(self, model, (X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0)))
+        return _predict_t(model, Xt, batch)
+
+    # -- the accuracy study and the train/evaluate commands
+    EVAL_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "n")  # what ``evaluate`` reports
+    REF_UNIT, REF_FORMAT = "accuracy", "{:.4f}"  # the study's summary of the baselines
+    HELD_OUT: dict = {}  # the command's data line, per data record
+
+    def study_parts(self, ds, seq_len) -> tuple:
+        """(train, validation, test) windows as ``train.train`` / ``train.evaluate`` take them."""
+        return ds.windows("train", seq_len), ds.windows("val", seq_len), ds.windows("test", seq_len)
+
+    def test_baselines(self, ds, seq_len) -> dict:
+        """``baselines.classify`` on the last rows of the test windows, fit on the training part."""
+        ends = ds.test_ends(seq_len)
+        return BL.classify(ds.train_x[:ds.val_from], ds.train_y[:ds.val_from], ds.test_x[ends], ds.test_y[ends])
+
+    def baselines_text(self, refs) -> str:
+        m, t = refs["majority"], refs["threshold"]
+        return (f"majority class accuracy {m['accuracy']:.4g}, best single-feature threshold accuracy "
+                f"{t['accuracy']:.4g} (F1 {t['f1']:.4g}; {D.FEATURES[t['feature']]}), fit on the training part")
+
+
+def _predict_t(model, Xt, batch) -> np.ndarray:
+    """(N,) probabilities of class 1 for time-major Xt (T, N, F), ``batch`` samples per call."""
+    T, N, _ = Xt.shape
+    out = np.empty(N, dtype=np.float64)
+    for s in range(0, N, batch):
+        xb = np.ascontiguousarray(Xt[:, s:s + batch])
+        out[s:s + xb.shape[1]] = model.predict(xb, None, validate=False)
+    return out
+
+
+def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    """Mean BCE, accuracy, precision, recall, F1 (positive class 1, threshold 0.5), n."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    eps = 1e-12
+    loss = float(-np.mean(y * np.log(np.maximum(p, eps)) + (1 - y) * np.log(np.maximum(1 - p, eps))))
+    pred = p >= 0.5
+    pos = y == 1
+    tp = int(np.sum(pred & pos))
+    fp = int(np.sum(pred & ~pos))
+    fn = int(np.sum(~pred & pos))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"loss": loss, "accuracy": float(np.mean(pred == pos)), "precision": precision,
+            "recall": recall, "f1": f1, "n": int(y.size)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from lstm_numba import baselines as BL, data as D
 from lstm_numba.model import backward_stack, forward_stack, infer_stack
 from lstm_numba.ops import column_sums, exact, headkernel, mm_nn, mm_nt, mm_tn
 from lstm_numba.tasks import Task, c_writable
-from lstm_numba.templating import kernel
+from mathbench import kernel
 
 
 class LanguageModel(Task):
@@ -148,6 +148,93 @@ class LanguageModel(Task):
         return qual, ("loss_diff", "loss_diff_lo", "loss_diff_hi")
 
     HEADERS = ("held-out loss", "loss diff")
+
+    # -- findings (read from a sweep's CSV)
+    QUALITY_TEXT = "loss (nats/char)"
+    REF_MEDIANS = (("unigram", "ref_unigram"), ("bigram", "ref_bigram"))
+    STRONG_TEXT = "bigram"
+
+    def flag(self, metrics, refs) -> str:
+        """Against ``baselines.text``: no better than unigram / bigram cross-entropy."""
+        loss = metrics.get("loss", math.nan)
+        if not math.isfinite(loss):
+            return ""
+        return BL.NOT_TRAINED if loss >= refs["unigram"] else BL.WEAK if loss >= refs["bigram"] else BL.TRAINED
+
+    # -- training and evaluation (lstm_numba.train)
+    GENERATES = True
+
+    def train_data(self, model, data) -> np.ndarray:
+        """The token array as int64 (1-D, every id < vocab_size)."""
+        try:
+            tok = np.asarray(data)
+        except Exception:  # noqa: BLE001
+            raise UsageError("LM data must be a 1-D array of token ids") from None
+        if tok.ndim != 1 or not np.issubdtype(tok.dtype, np.integer):
+            raise UsageError(f"LM data must be a 1-D array of integer token ids, got {tok.dtype} shape {tok.shape}")
+        V = model.config.vocab_size
+        if tok.size and (tok.min() < 0 or tok.max() >= V):
+            raise UsageError(f"token ids must be in [0, {V}) (the model's vocab_size)")
+        return tok.astype(np.int64)
+
+    def train_feed(self, model, tok, cfg):
+        """TBPTT: ``cfg.batch`` parallel streams, consecutive chunks of ``seq_len`` with the hidden
+        state carried across chunks (detached), wrapping to the start (fresh state) at the end."""
+        streams = _streams(tok, cfg.batch, cfg.seq_len + 1)
+        T = cfg.seq_len
+
+        def feed():
+            pos, state = 0, None
+            while True:
+                if pos + T + 1 > streams.shape[0]:
+                    pos, state = 0, None
+                yield streams[pos:pos + T], streams[pos + 1:pos + T + 1], state
+                pos += T
+                state = model.final_state()  # train advances the feed right after a step
+
+        return T, feed()
+
+    def evaluate(self, model, tok, seq_len, batch) -> dict:
+        """Mean cross-entropy per predicted token (state carried over ``batch`` streams),
+        perplexity, tokens."""
+        batch = max(1, min(batch, (tok.size - 1) // 2))
+        streams = _streams(tok, batch, 2)
+        n = streams.shape[0]
+        total, count, state, pos = 0.0, 0, None, 0
+        while pos < n - 1:
+            T = min(seq_len, n - 1 - pos)
+            loss = model.forward(streams[pos:pos + T], streams[pos + 1:pos + T + 1], state, validate=False)
+            total += loss * T * batch
+            count += T * batch
+            state = model.final_state()
+            pos += T
+        mean = total / count
+        return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else math.inf, "tokens": count}
+
+    # -- the accuracy study and the train/evaluate commands
+    EVAL_METRICS = ("loss", "perplexity", "tokens")  # what ``evaluate`` reports
+    REF_UNIT, REF_FORMAT = "nats/char", "{:.3f}"  # the study's summary of the baselines
+    HELD_OUT = {"text": ", held-out: its last 10%"}  # the command's data line, per data record
+
+    def study_parts(self, ds, seq_len) -> tuple:
+        """(train, validation, test) text as ``train.train`` / ``train.evaluate`` take them."""
+        return ds.fit, ds.val, ds.test
+
+    def test_baselines(self, ds, seq_len) -> dict:
+        """``baselines.text`` on every consecutive pair of the test text, fit on the training part."""
+        return BL.text(ds.fit, ds.test[:-1], ds.test[1:], ds.n_vocab)
+
+    def baselines_text(self, refs) -> str:
+        return (f"unigram {refs['unigram']:.4g}, bigram {refs['bigram']:.4g} nats/char (add-0.5, fit on the "
+                "training text)")
+
+
+def _streams(tok: np.ndarray, batch: int, min_len: int) -> np.ndarray:
+    """(n, batch) time-major: column b is the b-th contiguous slice of the token array."""
+    n = tok.size // batch
+    if n < min_len:
+        raise UsageError(f"{tok.size} tokens are too few for batch {batch} x {min_len} timesteps")
+    return np.ascontiguousarray(tok[:n * batch].reshape(batch, n).T)
 
 
 # ---------------------------------------------------------------------------------------------
