@@ -38,7 +38,6 @@ from mathbench import runs, stats, threads
 from mathbench import UsageError
 
 from . import baselines as BL
-from . import data as D
 from . import sweep, tasks
 
 KIND = "lstm-accuracy"
