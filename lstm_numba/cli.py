@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     d = sweep.Settings()
     g = p.add_argument_group("what to sweep")
-    g.add_argument("--tasks", help="comma-separated: lm, classify (default lm)")
+    g.add_argument("--tasks", help=f"comma-separated: {', '.join(tasks.NAMES)} (default {','.join(d.tasks)})")
     g.add_argument("--layers", help="stacked layers, comma-separated (default 1,2,3)")
     g.add_argument("--hidden", help="hidden sizes, comma-separated (default 16,32,64,128,256)")
     g.add_argument("--pairs", help="activation pairs to compare with the baseline "
@@ -133,11 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: iterations/8); the test part is scored once, at the best validation checkpoint")
     g.add_argument("--patience", type=int, help=f"validations without a lower loss after which the checkpoint "
                    f"is final, as early stopping would keep it; 0 = never (default {d.patience})")
-    g = p.add_argument_group("data (default: embedded, generated offline)")
-    g.add_argument("--data", metavar="FILE", help="UTF-8 text file for the lm task")
-    g.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy Detection training file "
-                   "(e.g. datatraining.txt) for the classify task")
-    g.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy Detection test file (e.g. datatest.txt)")
+    _data_args(p.add_argument_group("data (default: embedded, generated offline)"), "sweep")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="run folder (default runs/lstm-TIMESTAMP); an existing "
                    "lstm run folder is resumed")
@@ -181,19 +177,25 @@ def _common_settings(args, s, counts: tuple):
         if args.seed < 0:
             raise UsageError(f"--seed {args.seed}: must be non-negative")
         s.seed = args.seed
-    s.data = args.data
-    s.occupancy_train, s.occupancy_test = args.occupancy_train, args.occupancy_test
+    for t in tasks.TASKS.values():
+        for flag in t.DATA_OPTIONS:
+            setattr(s, tasks.dest(flag), getattr(args, tasks.dest(flag), None))
     # data files name the data: without --tasks only their tasks run (the embedded data of the
-    # other task would be another experiment)
-    occupancy = bool(args.occupancy_train or args.occupancy_test)
+    # other tasks would be another experiment)
+    given = [t for t in tasks.TASKS.values() if t.data_given(args)]
     if args.tasks:
-        if occupancy and "classify" not in s.tasks:
-            raise UsageError("--occupancy-train/--occupancy-test are for the classify task; add it to --tasks")
-        if args.data and "lm" not in s.tasks:
-            raise UsageError("--data is a text file for the lm task; add lm to --tasks")
-    elif occupancy or args.data:
-        s.tasks = (["lm"] if args.data else []) + (["classify"] if occupancy else [])
+        for t in given:
+            if t.name not in s.tasks:
+                raise UsageError(t.DATA_MISUSE["tasks"])
+    elif given:
+        s.tasks = [t.name for t in given]
     return s
+
+
+def _data_args(group, command: str) -> None:
+    """Every task's data file options that ``command`` has, in the tasks' order."""
+    for t in tasks.TASKS.values():
+        t.add_data_args(group, command)
 
 
 def make_settings(args) -> sweep.Settings:
@@ -318,7 +320,7 @@ examples:
   python -m lstm_numba accuracy --scheduler tcp://10.0.0.5:8786   each seed on a worker of that scheduler
 """)
     g = p.add_argument_group("what to compare")
-    g.add_argument("--tasks", help="comma-separated: lm, classify (default lm,classify)")
+    g.add_argument("--tasks", help=f"comma-separated: {', '.join(tasks.NAMES)} (default {','.join(d.tasks)})")
     g.add_argument("--layers", help=f"stacked layers, comma-separated (default {','.join(map(str, d.layers))})")
     g.add_argument("--hidden", help=f"hidden sizes, comma-separated (default {','.join(map(str, d.hidden))})")
     g.add_argument("--pairs", help="activation pairs to compare with the baseline (CELL/GATE, comma-separated; "
@@ -341,10 +343,7 @@ examples:
                    "needs this project at the driver's code version (checked per seed)")
     g.add_argument("--workers", type=int, help="start a local Dask cluster of this many worker processes (one "
                    "thread each; at most the cores) for the run")
-    g = p.add_argument_group("data (default: embedded, generated offline)")
-    g.add_argument("--data", metavar="FILE", help="UTF-8 text file for the lm task")
-    g.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy Detection training file")
-    g.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy Detection test file")
+    _data_args(p.add_argument_group("data (default: embedded, generated offline)"), "accuracy")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="run folder (default runs/lstm-accuracy-TIMESTAMP); an existing "
                    "study folder is resumed")
@@ -406,12 +405,9 @@ def _train_parser() -> argparse.ArgumentParser:
                        "for validation: its metrics are printed every --eval-every steps, training stops after "
                        "--patience validations without improvement, and the best checkpoint is saved. The test part "
                        "is scored once, at that checkpoint, beside trivial baselines of the same data.")
-    p.add_argument("--task", choices=sweep.TASKS, default="lm", help="lm: character language model; classify: "
-                   "occupancy from sensor windows")
-    p.add_argument("--data", metavar="FILE", help="UTF-8 text for --task lm (default: embedded corpus)")
-    p.add_argument("--occupancy-train", metavar="FILE", help="UCI Occupancy training file for --task classify "
-                   "(default: embedded sensor log)")
-    p.add_argument("--occupancy-test", metavar="FILE", help="UCI Occupancy test file for --task classify")
+    p.add_argument("--task", choices=sweep.TASKS, default=tasks.NAMES[0],
+                   help="; ".join(f"{t.name}: {t.SUMMARY}" for t in tasks.TASKS.values()))
+    _data_args(p, "train")
     p.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
     p.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
     p.add_argument("--cell", default=sweep.BASELINE[0], help="cell activation (registry name; see lstm_numba "
@@ -443,12 +439,6 @@ def _train_module():
     return importlib.import_module(f"{__package__}.train")
 
 
-def _sensor_from(args):
-    if (args.occupancy_train is None) != (args.occupancy_test is None):
-        raise UsageError("--occupancy-train and --occupancy-test go together")
-    return D.occupancy_data(args.occupancy_train, args.occupancy_test) if args.occupancy_train else D.default_sensor()
-
-
 def main_train(argv: list[str]) -> int:
     import numpy as np
 
@@ -465,25 +455,14 @@ def main_train(argv: list[str]) -> int:
     sweep.check_activation(args.cell, "cell")
     sweep.check_activation(args.gate, "gate")
     save_path = _check_save_path(args.save)
-    if args.task == "lm":
-        if args.occupancy_train or args.occupancy_test:
-            raise UsageError("--occupancy-* files are for --task classify")
-        ds = D.load_text(args.data) if args.data else D.default_text()
-        ds.check_seq_len(args.seq_len)
-        cfg = ModelConfig("lm", args.hidden, args.layers, vocab_size=ds.n_vocab, cell=args.cell, gate=args.gate,
-                          dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
-        train_data, val_data, test_data = study.parts(ds, "lm", args.seq_len)
-        meta = {"task": "lm", "vocab": ds.vocab, "data_source": {"text": ds.record}, "seq_len": args.seq_len}
-    else:
-        if args.data:
-            raise UsageError("--data is a text file for --task lm")
-        ds = _sensor_from(args)
-        ds.check_seq_len(args.seq_len)
-        cfg = ModelConfig("classify", args.hidden, args.layers, n_features=D.SensorData.n_features, cell=args.cell,
-                          gate=args.gate, dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
-        train_data, val_data, test_data = study.parts(ds, "classify", args.seq_len)
-        meta = {"task": "classify", "data_source": ds.record, "seq_len": args.seq_len,
-                "feature_mean": ds.mean.tolist(), "feature_std": ds.std.tolist()}
+    task = tasks.get(args.task)
+    _refuse_others_data(task, args, "train")
+    ds = task.load_data(args)  # the embedded data set when no file is given
+    ds.check_seq_len(args.seq_len)
+    cfg = ModelConfig(task.name, args.hidden, args.layers, **task.model_kwargs(ds), cell=args.cell, gate=args.gate,
+                      dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
+    train_data, val_data, test_data = study.parts(ds, task.name, args.seq_len)
+    meta = task.saved_meta(ds, args.seq_len)
     model = Model(cfg)
     tcfg = T.TrainConfig(iterations=args.iterations, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
                          clip=args.clip, seed=args.seed, threads=args.threads if args.threads > 1 else None,
@@ -529,6 +508,13 @@ def main_train(argv: list[str]) -> int:
     return 0
 
 
+def _refuse_others_data(task, args, command: str, prefix: str = "") -> None:
+    """Data files of another task than ``task``: its DATA_MISUSE error for ``command``."""
+    for other in tasks.TASKS.values():
+        if other is not task and other.data_given(args):
+            raise UsageError(prefix + other.DATA_MISUSE[command])
+
+
 def _baseline_text(task: str, refs: dict, metrics: dict) -> str:
     from . import baselines
 
@@ -561,75 +547,17 @@ def _check_save_path(text: str) -> Path:
     return path
 
 
-def _load(path: str, task: str | None = None):
-    """A saved model (train.load rejects broken files and non-finite weights) of task ``task``."""
-    model = _train_module().load(path)
-    if task and model.config.task != task:
-        raise UsageError(f"{path} is a {model.config.task!r} model; this needs a {task!r} model")
-    return model
+def _load(path: str):
+    """A saved model (train.load rejects broken files and non-finite weights)."""
+    return _train_module().load(path)
 
 
 def _seq_len(path: str, meta: dict) -> int:
     seq_len = meta.get("seq_len")
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise UsageError(f"{path}: seq_len in its metadata is {_short(seq_len)}, not a positive whole number; "
+        raise UsageError(f"{path}: seq_len in its metadata is {tasks.short(seq_len)}, not a positive whole number; "
                          "was it saved by lstm_numba train?")
     return seq_len
-
-
-def _short(value) -> str:
-    """repr of a value read from a file, cut to one readable piece of a line."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _vocab(path: str, model) -> str:
-    vocab = model.meta.get("vocab")
-    if not isinstance(vocab, str) or len(vocab) != model.config.vocab_size or len(set(vocab)) != len(vocab):
-        raise UsageError(f"{path} has no valid vocabulary in its metadata ({model.config.vocab_size} distinct "
-                         "characters); was it saved by lstm_numba train?")
-    return vocab
-
-
-def _feature_norm(path: str, meta: dict):
-    """The training mean and standard deviation a classify model normalizes its inputs with: one
-    finite number per feature each, and every std > 0 (a 0 divides to inf/NaN, scoring 'loss nan')."""
-    import numpy as np
-
-    n = D.SensorData.n_features
-    out = []
-    for key in ("feature_mean", "feature_std"):
-        value = meta.get(key)
-        ok = isinstance(value, list) and len(value) == n and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-        if not ok:
-            raise UsageError(f"{path}: {key} in its metadata must be a list of {n} finite numbers (one per "
-                             f"feature: {', '.join(D.FEATURES)}), got {_short(value)}")
-        out.append(np.asarray(value, dtype=np.float64))
-    if (out[1] <= 0).any():
-        raise UsageError(f"{path}: feature_std in its metadata has a zero or negative entry {_short(meta['feature_std'])}"
-                         "; it divides every input, so each must be positive")
-    return out
-
-
-def _recorded(model_path: str, meta: dict, part: str, flag: str, embedded, load):
-    """The data part ``part`` a model was trained on, from the record ``train`` saved in its metadata
-    (data.data_record): the embedded set, or the file if it still has the recorded content. A
-    missing record, a vanished file or changed content stops with what to pass instead; scoring
-    other data than the model's silently is what this prevents."""
-    records = meta.get("data_source")
-    rec = records.get(part) if isinstance(records, dict) else None
-    if not (isinstance(rec, dict) and isinstance(rec.get("source"), str) and isinstance(rec.get("sha256"), str)):
-        raise UsageError(f"{model_path} does not record the data it was trained on (saved by an older version?); "
-                         f"pass {flag} FILE")
-    source = rec["source"]
-    if source != D.EMBEDDED and not Path(source).is_file():
-        raise UsageError(f"{model_path} was trained on {source}, which no longer exists; pass {flag} FILE")
-    ds = embedded() if source == D.EMBEDDED else load(source)
-    if ds.sha256 != rec["sha256"]:
-        raise UsageError(f"{source} has changed since {model_path} was trained on it (sha256 now "
-                         f"{ds.sha256[:12]}, recorded {rec['sha256'][:12]}); pass {flag} FILE to score it anyway")
-    return ds
 
 
 def main_generate(argv: list[str]) -> int:
@@ -647,8 +575,11 @@ def main_generate(argv: list[str]) -> int:
     args = p.parse_args(argv)
     _positive(args.length, "length")
     _positive(args.temperature, "temperature", float)
-    model = _load(args.model, "lm")
-    vocab = _vocab(args.model, model)
+    model = _load(args.model)
+    if not model.task.GENERATES:
+        names = " or ".join(repr(t.name) for t in tasks.TASKS.values() if t.GENERATES)
+        raise UsageError(f"{args.model} is a {model.config.task!r} model; this needs a {names} model")
+    vocab = model.task.vocabulary(args.model, model)
     index = {c: i for i, c in enumerate(vocab)}
     missing = sorted({c for c in args.prime if c not in index})
     if not args.prime or missing:
@@ -669,39 +600,17 @@ def main_predict(argv: list[str]) -> int:
                        "held-out last 10% of the text, classify on the test series, normalized with the model's "
                        "training statistics.")
     p.add_argument("model", help="a .npz written by lstm_numba train")
-    p.add_argument("--occupancy-test", metavar="FILE", help="score this UCI Occupancy file instead (classify)")
-    p.add_argument("--data", metavar="FILE", help="score the last 10%% of this text file instead (lm)")
+    _data_args(p, "predict")
     args = p.parse_args(argv)
     model = _load(args.model)
     meta = model.meta
     seq_len = _seq_len(args.model, meta)
-    if model.config.task == "lm":
-        if args.occupancy_test:
-            raise UsageError(f"{args.model} is a language model; --occupancy-test is for classify models")
-        vocab = _vocab(args.model, model)
-        text = D.load_text(args.data) if args.data else _recorded(args.model, meta, "text", "--data",
-                                                                  D.default_text, D.load_text)
-        in_vocab = D.TextData(f"{text.source} (held-out part) with the vocabulary of {args.model}", vocab,
-                              text.train[:0], text.test[:0])
-        held = in_vocab.encode(text.decode(text.test))
-        if held.size < 2:
-            raise UsageError(f"{text.source}: held-out part too short")
-        metrics = T.evaluate(model, held, seq_len=seq_len)
-        records = {"text": text.record}
-        refs = study.test_baselines(text, "lm", seq_len)  # of the scored text, fit on its own training part
-    else:
-        if args.data:
-            raise UsageError(f"{args.model} is a classify model; --data is for language models")
-        mean, std = _feature_norm(args.model, meta)
-        series = D.load_occupancy(args.occupancy_test) if args.occupancy_test else _recorded(
-            args.model, meta, "test", "--occupancy-test", lambda: D.default_series()[1], D.load_occupancy)
-        sd = D.scored_series(series, mean, std)
-        sd.check_seq_len(seq_len, parts=("test",), what="the model's sequence length")
-        metrics = T.evaluate(model, sd.windows("test", seq_len))
-        records = {"test": series.record}
-        fit = _recorded_train_series(meta)
-        refs = None if fit is None else study.test_baselines(D.sensor_data(fit, series, "", (mean, std)),
-                                                             "classify", seq_len)
+    task = model.task
+    _refuse_others_data(task, args, "predict", f"{args.model} is {task.A_MODEL}; ")
+    data, records, fitted = task.scored_data(args.model, model, args, seq_len)
+    metrics = T.evaluate(model, data, seq_len=seq_len)
+    # the baselines of the scored test data, fit on its own training part (None: not at hand)
+    refs = None if fitted is None else study.test_baselines(fitted, task.name, seq_len)
     if not math.isfinite(metrics["loss"]):  # finite weights can still overflow in the forward pass
         raise UsageError(f"{args.model}: held-out loss is {metrics['loss']} on that data; its weights overflow "
                          f"{model.config.dtype}, not a usable model")
@@ -710,15 +619,6 @@ def main_predict(argv: list[str]) -> int:
     print(_baseline_text(model.config.task, refs, metrics) if refs else
           "baselines: not computed (the training file the model records is not at hand with its recorded content)")
     return 0
-
-
-def _recorded_train_series(meta: dict):
-    """The training series a classify model records, if it is at hand unchanged (else None):
-    what the majority and threshold baselines are fit on."""
-    try:
-        return _recorded("", meta, "train", "", lambda: D.default_series()[0], D.load_occupancy)
-    except UsageError:
-        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -108,11 +108,6 @@ def test_findings_word_a_registered_task_from_its_attributes(toy):
     assert lines[0].startswith("toy: speed only: no model of this run beats the toy-threshold baseline")
 
 
-# still branches on the task names: its per-task data options and the train/evaluate commands'
-# data loading (issue 12: to be moved behind the interface; see lstm_numba.tasks' docstring)
-PENDING = {"cli.py"}
-
-
 def _name_compares(path: Path) -> list[int]:
     """Lines comparing something with the string "lm" or "classify" (==, !=, in)."""
     out = []
@@ -128,8 +123,8 @@ def _name_compares(path: Path) -> list[int]:
 def test_no_module_outside_the_tasks_branches_on_a_task_name():
     # reference.py is the tests' independent NumPy reference: it must not use the code under test
     files = [p for p in sorted((ROOT / "lstm_numba").rglob("*.py"))
-             if "tasks" not in p.parts and p.name not in PENDING | {"reference.py"}]
-    assert any(p.name == "train.py" for p in files) and any(p.name == "findings.py" for p in files)
+             if "tasks" not in p.parts and p.name != "reference.py"]
+    assert {"train.py", "findings.py", "cli.py"} <= {p.name for p in files}
     found = {p.name: _name_compares(p) for p in files}
     assert {k: v for k, v in found.items() if v} == {}
     assert _name_compares(ROOT / "lstm_numba" / "reference.py")  # the check sees such comparisons

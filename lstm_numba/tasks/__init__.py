@@ -43,18 +43,32 @@ accuracy study and commands (``lstm_numba.study``, ``lstm_numba.cli``)
 peers
     ``INPUT`` ("tokens" | "features") and ``OUTPUT`` ("softmax_every_step" | "sigmoid_last_step"):
     kinds each peer module maps to its own layers (``lstm_numba.peers``).
-Not yet behind the interface: the command line's per-task data options and loading (``cli``:
-``--data`` / ``--occupancy-*``, the data of the train and evaluate commands and their metadata)
-still branch on the task name. ``reference.py`` does on purpose: the tests' NumPy reference stays
-independent of the code under test. ``tests/test_lstm_task_extension.py`` checks both.
+command line (``lstm_numba.cli``: its data options, ``train``, ``predict``, ``generate``)
+    ``SUMMARY`` (``train --task``'s help); ``DATA_OPTIONS`` ("--flag" -> {command: its help}, for
+    the commands "sweep", "accuracy", "train", "predict"; the value lands in ``args.flag_name``
+    and, for sweep and accuracy, in the settings' field of that name, which ``load_data`` reads)
+    added by ``add_data_args(group, command)``; ``data_given(args)``; ``DATA_MISUSE`` (the error
+    when its files are given but it does not run: "tasks" for --tasks, "train", and "predict"
+    after "MODEL is ``A_MODEL``; "). ``train``: ``load_data(args)`` (the embedded data set when no
+    file is given), ``ds.check_seq_len``, ``model_kwargs(ds)``, ``study_parts`` and
+    ``saved_meta(ds, seq_len)`` (the saved model's metadata before its metrics). ``predict``:
+    ``scored_data(path, model, args, seq_len)`` -> (``evaluate``'s data, the data records it
+    names, the data set whose ``test_baselines`` apply or None); ``recorded_data`` reads the
+    data a model records. ``generate`` (``GENERATES``): ``vocabulary(path, model)``. Helpers:
+    ``dest(flag)`` (its ``args`` attribute), ``short(value)`` (a file's value in an error).
+No module outside ``tasks/`` branches on a task name, except ``reference.py``, on purpose: the
+tests' NumPy reference stays independent of the code under test. ``tests/test_lstm_task_extension.py``
+checks both.
 """
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import numpy as np
 
 from mathbench import UsageError
+from lstm_numba import data as D
 
 
 class Task:
@@ -68,9 +82,23 @@ class Task:
     PERPLEXITY = False  # report exp(loss)
     HEAD_LOOP: tuple = ()
     PREDICTS = GENERATES = False  # train.predict / train.generate accept the task's models
+    SUMMARY = ""  # train --task's help
+    DATA_OPTIONS: dict = {}  # "--flag" -> {command: help}; a command missing there has no such option
+    DATA_MISUSE: dict = {}  # "tasks" / "train" / "predict" -> the error when its files are given for another task
+    A_MODEL = ""  # "a language model": names a saved model of the task in errors
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
+
+    def add_data_args(self, group, command: str) -> None:
+        """The task's data file options that ``command`` has, added to argparse ``group``."""
+        for flag, helps in self.DATA_OPTIONS.items():
+            if command in helps:
+                group.add_argument(flag, metavar="FILE", help=helps[command])
+
+    def data_given(self, args) -> bool:
+        """Whether the command line names any of the task's data files."""
+        return any(getattr(args, dest(flag), None) for flag in self.DATA_OPTIONS)
 
 
 def c_writable(a, dtype) -> np.ndarray:
@@ -79,6 +107,37 @@ def c_writable(a, dtype) -> np.ndarray:
     if not out.flags.writeable:
         out = out.copy()
     return out
+
+
+def dest(flag: str) -> str:
+    """The attribute argparse stores option ``flag`` in ("--occupancy-test" -> "occupancy_test")."""
+    return flag[2:].replace("-", "_")
+
+
+def recorded_data(model_path: str, meta: dict, part: str, flag: str, embedded, load):
+    """The data part ``part`` a model was trained on, from the record ``train`` saved in its metadata
+    (data.data_record): the embedded set, or the file if it still has the recorded content. A
+    missing record, a vanished file or changed content stops with what to pass instead; scoring
+    other data than the model's silently is what this prevents."""
+    records = meta.get("data_source")
+    rec = records.get(part) if isinstance(records, dict) else None
+    if not (isinstance(rec, dict) and isinstance(rec.get("source"), str) and isinstance(rec.get("sha256"), str)):
+        raise UsageError(f"{model_path} does not record the data it was trained on (saved by an older version?); "
+                         f"pass {flag} FILE")
+    source = rec["source"]
+    if source != D.EMBEDDED and not Path(source).is_file():
+        raise UsageError(f"{model_path} was trained on {source}, which no longer exists; pass {flag} FILE")
+    ds = embedded() if source == D.EMBEDDED else load(source)
+    if ds.sha256 != rec["sha256"]:
+        raise UsageError(f"{source} has changed since {model_path} was trained on it (sha256 now "
+                         f"{ds.sha256[:12]}, recorded {rec['sha256'][:12]}); pass {flag} FILE to score it anyway")
+    return ds
+
+
+def short(value) -> str:
+    """repr of a value read from a file, cut to one readable piece of a line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _MODULES = {"lm": "lstm_numba.tasks.lm", "classify": "lstm_numba.tasks.classify"}

@@ -16,7 +16,7 @@ from mathbench import UsageError, c, exp_core, log1p_unit
 from lstm_numba import baselines as BL, data as D
 from lstm_numba.model import backward_stack, forward_stack, infer_stack
 from lstm_numba.ops import add_bias, exact, headkernel, mm_nt, mm_tn
-from lstm_numba.tasks import Task, c_writable
+from lstm_numba.tasks import Task, c_writable, recorded_data, short
 from mathbench import kernel
 
 
@@ -95,6 +95,8 @@ class Classify(Task):
 
     # -- data and scores (sweep, study)
     def load_data(self, s):
+        if (s.occupancy_train is None) != (s.occupancy_test is None):
+            raise UsageError("--occupancy-train and --occupancy-test go together")
         return D.occupancy_data(s.occupancy_train, s.occupancy_test) if s.occupancy_train else D.default_sensor()
 
     def data_info(self, ds) -> dict:
@@ -230,6 +232,61 @@ class Classify(Task):
         m, t = refs["majority"], refs["threshold"]
         return (f"majority class accuracy {m['accuracy']:.4g}, best single-feature threshold accuracy "
                 f"{t['accuracy']:.4g} (F1 {t['f1']:.4g}; {D.FEATURES[t['feature']]}), fit on the training part")
+
+    # -- the command line (lstm_numba.cli)
+    SUMMARY = "occupancy from sensor windows"
+    DATA_OPTIONS = {
+        "--occupancy-train": {"sweep": "UCI Occupancy Detection training file (e.g. datatraining.txt) for the classify "
+                              "task", "accuracy": "UCI Occupancy Detection training file",
+                              "train": "UCI Occupancy training file for --task classify (default: embedded sensor log)"},
+        "--occupancy-test": {"sweep": "UCI Occupancy Detection test file (e.g. datatest.txt)",
+                             "accuracy": "UCI Occupancy Detection test file",
+                             "train": "UCI Occupancy test file for --task classify",
+                             "predict": "score this UCI Occupancy file instead (classify)"}}
+    DATA_MISUSE = {"tasks": "--occupancy-train/--occupancy-test are for the classify task; add it to --tasks",
+                   "train": "--occupancy-* files are for --task classify",
+                   "predict": "--occupancy-test is for classify models"}
+    A_MODEL = "a classify model"
+
+    def saved_meta(self, ds, seq_len) -> dict:
+        return {"task": self.name, "data_source": ds.record, "seq_len": seq_len,
+                "feature_mean": ds.mean.tolist(), "feature_std": ds.std.tolist()}
+
+    def scored_data(self, path, model, args, seq_len) -> tuple:
+        """The test windows of --occupancy-test or of the recorded test file, normalized with the
+        model's training statistics; the baselines need the recorded training file as well (None
+        when it is not at hand unchanged)."""
+        meta = model.meta
+        mean, std = _feature_norm(path, meta)
+        series = D.load_occupancy(args.occupancy_test) if args.occupancy_test else recorded_data(
+            path, meta, "test", "--occupancy-test", lambda: D.default_series()[1], D.load_occupancy)
+        sd = D.scored_series(series, mean, std)
+        sd.check_seq_len(seq_len, parts=("test",), what="the model's sequence length")
+        try:  # what the majority and threshold baselines are fit on
+            fit = recorded_data("", meta, "train", "", lambda: D.default_series()[0], D.load_occupancy)
+        except UsageError:
+            fit = None
+        return (sd.windows("test", seq_len), {"test": series.record},
+                None if fit is None else D.sensor_data(fit, series, "", (mean, std)))
+
+
+def _feature_norm(path: str, meta: dict):
+    """The training mean and standard deviation a classify model normalizes its inputs with: one
+    finite number per feature each, and every std > 0 (a 0 divides to inf/NaN, scoring 'loss nan')."""
+    n = D.SensorData.n_features
+    out = []
+    for key in ("feature_mean", "feature_std"):
+        value = meta.get(key)
+        ok = isinstance(value, list) and len(value) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        if not ok:
+            raise UsageError(f"{path}: {key} in its metadata must be a list of {n} finite numbers (one per "
+                             f"feature: {', '.join(D.FEATURES)}), got {short(value)}")
+        out.append(np.asarray(value, dtype=np.float64))
+    if (out[1] <= 0).any():
+        raise UsageError(f"{path}: feature_std in its metadata has a zero or negative entry {short(meta['feature_std'])}"
+                         "; it divides every input, so each must be positive")
+    return out
 
 
 def _predict_t(model, Xt, batch) -> np.ndarray:

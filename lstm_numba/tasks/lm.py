@@ -16,7 +16,7 @@ from mathbench import UsageError, c, exp_core
 from lstm_numba import baselines as BL, data as D
 from lstm_numba.model import backward_stack, forward_stack, infer_stack
 from lstm_numba.ops import column_sums, exact, headkernel, mm_nn, mm_nt, mm_tn
-from lstm_numba.tasks import Task, c_writable
+from lstm_numba.tasks import Task, c_writable, recorded_data
 from mathbench import kernel
 
 
@@ -227,6 +227,39 @@ class LanguageModel(Task):
     def baselines_text(self, refs) -> str:
         return (f"unigram {refs['unigram']:.4g}, bigram {refs['bigram']:.4g} nats/char (add-0.5, fit on the "
                 "training text)")
+
+    # -- the command line (lstm_numba.cli)
+    SUMMARY = "character language model"
+    DATA_OPTIONS = {"--data": {"sweep": "UTF-8 text file for the lm task", "accuracy": "UTF-8 text file for the lm task",
+                               "train": "UTF-8 text for --task lm (default: embedded corpus)",
+                               "predict": "score the last 10%% of this text file instead (lm)"}}
+    DATA_MISUSE = {"tasks": "--data is a text file for the lm task; add lm to --tasks",
+                   "train": "--data is a text file for --task lm", "predict": "--data is for language models"}
+    A_MODEL = "a language model"
+
+    def saved_meta(self, ds, seq_len) -> dict:
+        return {"task": self.name, "vocab": ds.vocab, "data_source": {"text": ds.record}, "seq_len": seq_len}
+
+    def vocabulary(self, path, model) -> str:
+        """The saved model's characters, one per token id."""
+        vocab = model.meta.get("vocab")
+        if not isinstance(vocab, str) or len(vocab) != model.config.vocab_size or len(set(vocab)) != len(vocab):
+            raise UsageError(f"{path} has no valid vocabulary in its metadata ({model.config.vocab_size} distinct "
+                             "characters); was it saved by lstm_numba train?")
+        return vocab
+
+    def scored_data(self, path, model, args, seq_len) -> tuple:
+        """The held-out last 10% of --data or of the recorded text, in the model's vocabulary; the
+        baselines are fit on that text's own training part."""
+        vocab = self.vocabulary(path, model)
+        text = D.load_text(args.data) if args.data else recorded_data(path, model.meta, "text", "--data",
+                                                                      D.default_text, D.load_text)
+        in_vocab = D.TextData(f"{text.source} (held-out part) with the vocabulary of {path}", vocab,
+                              text.train[:0], text.test[:0])
+        held = in_vocab.encode(text.decode(text.test))
+        if held.size < 2:
+            raise UsageError(f"{text.source}: held-out part too short")
+        return held, {"text": text.record}, text
 
 
 def _streams(tok: np.ndarray, batch: int, min_len: int) -> np.ndarray:
