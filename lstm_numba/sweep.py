@@ -386,7 +386,7 @@ def _params_count(tensors: dict) -> int:
 
 
 class NumbaEngine:
-    """``lstm_numba.model.Model`` + ``lstm_numba.optim.Adam``, behind the interface the sweep
+    """``lstm_numba.network.Model`` + ``lstm_numba.optim.Adam``, behind the interface the sweep
     times (the same one as a peer's ``Engine``, ``lstm_numba.peers``). The same primitives as ``train.train``:
     ``forward(..., validate=False)`` (the sweep's batches are C-contiguous arrays of the model's
     types, checked once when drawn), ``backward()``, ``Adam.step()``; buffers for every batch

@@ -19,6 +19,7 @@ from .core.errors import ArgumentParser, UsageError
 
 # the histogram, one column per bin: errors <= 0.5 ulp, <= 1, ...; the last bin includes inf
 _BINS = [f"n_ulp_le_{e:g}" for e in exhaustive.EDGES[1:-1]] + [f"n_ulp_over_{exhaustive.EDGES[-2]:g}"]
+GRID_INPUT_SET = "grid (mathbench.accuracy)"  # as earlier runs wrote it: a resumed folder stays uniform
 COLUMNS = ["function", "impl", "backend", "form", "dtype", "mode", "input_set", "n_inputs", "max_ulp",
            "worst_x", "worst_x_hex", "worst_out", "worst_ref", "ulp_beyond_abs", "worst_x_beyond_abs", "max_abs",
            "n_fail", "n_special_mismatch", "bound_ulp", "bound_abs", "within_bound", "seconds", *_BINS]
@@ -81,7 +82,7 @@ def _grid_row(function, impl, form, dtype) -> dict:
 
     t0 = time.perf_counter()
     m = accuracy.measure_impl(function, impl, form, dtype)
-    return dict(input_set="grid (mathbench.accuracy.measure)", n_inputs=m["n_points"], max_ulp=m["max_ulp"],
+    return dict(input_set=GRID_INPUT_SET, n_inputs=m["n_points"], max_ulp=m["max_ulp"],
                 worst_x=m["worst_x"], worst_out=m["worst_out"], worst_ref=m["worst_ref"],
                 ulp_beyond_abs=m["ulp_beyond_abs"], max_abs=m["max_abs"], n_fail=m["n_fail"],
                 n_special_mismatch=m["n_special_mismatch"], bound_ulp=m["bound_ulp"], bound_abs=m["bound_abs"],

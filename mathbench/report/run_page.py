@@ -105,7 +105,7 @@ def build(run_dir, accuracy_dir=None, figs=None) -> str:
         body += [html.heading(title), html.figure_html(fig, title, caption)]
     if acc is not None:
         body.append(html.paragraph(f"accuracy from {accuracy_dir}: {acc_meta.get('command')} "
-                                   f"(commit {(acc_meta.get('git') or {}).get('commit', '?')[:10]})"))
+                                   f"(commit {((acc_meta.get('git') or {}).get('commit') or 'unknown')[:10]})"))
     sections.append(("Figures", body))
     sections.append(("Summary tables", html.pre(tables.summary(df))))
     sections.append(("Command", [html.pre(meta.get("command", "-")),
