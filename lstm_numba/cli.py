@@ -33,7 +33,7 @@ test part, scored once at the checkpoint chosen on validation data (the last 10%
 text or file, every --val-every steps, final after --patience validations without improvement),
 beside trivial baselines of the same data (unigram/bigram cross-entropy, majority class and best
 single-feature threshold): a model no better than unigram/majority is 'not trained' and left out
-of the comparison, one no better than bigram/threshold is 'weak'. Medians with bootstrap 95%
+of the comparison, one no better than bigram/threshold is 'weak'. Medians with order-statistic 95%
 intervals from at least 10 samples, else the range (min..max) and the count.
 speedup = time(baseline) / time(variant) (> 1: faster), paired; loss and accuracy differences
 (variant - baseline) pair by seed. With torch installed (the 'peers' extra) a torch.nn.LSTM of the

@@ -1,8 +1,9 @@
 """Sentences computed from an LSTM sweep's CSV: the issue's targets and the seed's claims.
 The README and notebook 3 quote these; nothing here measures.
 
-Intervals are named for what they are: a "95% interval" only where it was bootstrapped from at
-least ``mathbench.stats.MIN_CI_SAMPLES`` samples, otherwise the range (min..max) of the n samples. Runs
+Intervals are named for what they are: a "95% interval" only from at least
+``mathbench.stats.MIN_CI_SAMPLES`` samples (``interval_method`` in the rows: the order-statistic
+interval; older runs: a percentile bootstrap), otherwise the range (min..max) of the n samples. Runs
 written before the ``*_interval`` columns existed stored a bootstrap interval whatever the count;
 below the threshold that interval is the range (n = 3: exactly [min, max]), and is called so.
 Quality comparisons leave out rows flagged "not trained" (no better than the unigram or

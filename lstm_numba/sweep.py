@@ -28,8 +28,9 @@ forward, cell forward, backward and head loops) are read once per compiled varia
 
 Speedups are ``stats.paired_ratio(time(baseline), time(variant))`` over the paired samples
 (> 1: the variant is faster). Quality differences (variant - baseline) pair by repeat/seed.
-An interval is a bootstrap 95% CI only from at least ``MIN_CI_SAMPLES`` samples; with fewer it is
-the range (min, max); the ``*_interval`` columns say which. JIT compile time is measured before
+An interval is a 95% interval (the order-statistic interval of the median, ``stats.median_interval``)
+only from at least ``MIN_CI_SAMPLES`` samples; with fewer it is the range (min, max); the
+``*_interval`` columns say which, ``interval_method`` which 95% interval. JIT compile time is measured before
 any timing (``Model.compile``) in its own column.
 
 Threads are set explicitly for every variant before each chunk and recorded per row: Numba
@@ -96,7 +97,7 @@ COLUMNS = [
     "compile_s",
     # per loop of the compiled kernels (model.LOOPS): vectorized?, SIMD bits, libm calls left
     *[f"{loop}_{k}" for loop in LOOPS for k in ("vectorized", "simd_bits", "libm")],
-    # training step, seconds per iteration (median over paired samples, bootstrap 95% CI)
+    # training step, seconds per iteration (median over paired samples, 95% interval: see interval_method)
     "train_step_s", "train_step_lo", "train_step_hi",
     "forward_s", "forward_lo", "forward_hi",
     "backward_s", "backward_lo", "backward_hi",
@@ -126,8 +127,9 @@ COLUMNS = [
     # trivial baselines on the same test data (fit on the training part) and this row's state
     "ref_unigram", "ref_bigram", "ref_majority_acc", "ref_majority_f1", "ref_threshold_acc", "ref_threshold_f1",
     "quality_flag",
-    # what the _lo/_hi columns are: "95% CI" (bootstrap, >= MIN_CI_SAMPLES samples) or "range" (min, max)
-    "timing_interval", "latency_interval", "quality_interval", "quality_samples",
+    # what the _lo/_hi columns are: "95% CI" (>= MIN_CI_SAMPLES samples; interval_method says which:
+    # "order-statistic", or absent in runs made before it: a percentile bootstrap) or "range" (min, max)
+    "timing_interval", "latency_interval", "quality_interval", "quality_samples", "interval_method",
     # bookkeeping
     "timing_samples", "latency_samples", "init",
     # how the Numba model ran its recurrence (model.Plan, measured per shape): training batch,
@@ -771,6 +773,7 @@ def _rows(s: Settings, c: Config, ds, vs, tracks, compile_s, params_count, wall,
         row["timing_interval"] = stats.interval_kind(len(tr.step))
         row["latency_interval"] = stats.interval_kind(len(tr.lat))
         row["quality_interval"], row["quality_samples"] = stats.interval_kind(nq), nq
+        row["interval_method"] = stats.CI_METHOD
         row.update(loop_columns(facts.get((c.task, c.dtype, c.threads > 1, v)) or {}))
         rows.append(row)
     return rows
@@ -1005,6 +1008,14 @@ def _is_trained(r: dict) -> bool:
     return r.get("quality_flag") != BL.NOT_TRAINED
 
 
+def ci_method_text(row) -> str:
+    """What a row's "95% CI" is: the order-statistic interval, or (runs made before the
+    interval_method column) a percentile bootstrap, whose coverage at 10-15 samples is 91-94%."""
+    if row.get("interval_method") == stats.CI_METHOD:
+        return "order-statistic 95% interval of the median"
+    return "percentile-bootstrap interval (an older run: labelled 95%, covers 91-94% at 10-15 samples)"
+
+
 def summary(df, config_ids: Optional[list] = None) -> str:
     """Per task: the trivial baselines of the test data, then one line per configuration and
     variant: training step time, speedup over the vectorized baseline, held-out quality at the
@@ -1072,7 +1083,7 @@ def summary(df, config_ids: Optional[list] = None) -> str:
                      + f"diff = variant - {base_label}, paired by seed")
         lines.append(f"  {refs}; state: 'not trained' = no better than "
                      f"{td.TRIVIAL}, 'weak' = no better than {td.STRONG}")
-        lines.append(f"  intervals: [lo, hi] = bootstrap 95% CI, {{lo..hi}} = min..max (fewer than "
+        lines.append(f"  intervals: [lo, hi] = {ci_method_text(r0)}, {{lo..hi}} = min..max (fewer than "
                      f"{MIN_CI_SAMPLES} samples); timing from {n_t} samples per row, quality from {n_q} seeds")
         lines.append(table(rows, header))
         lines += _quality_verdict(task, recs)

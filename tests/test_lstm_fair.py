@@ -279,7 +279,7 @@ def test_summary_labels_each_interval_by_its_sample_count():
     assert "1.20 [1.10, 1.30]" in many and "+0.050 [+0.010, +0.090]" in many
 
 
-@pytest.mark.parametrize("n,label", [(3, "range (min..max) of 3 samples"), (12, "bootstrap 95% CI")])
+@pytest.mark.parametrize("n,label", [(3, "range (min..max) of 3 samples"), (12, "percentile bootstrap (older run")])
 def test_figure_bands_say_what_they_are(n, label):
     df = _rows(["trained", "trained"], n_quality=n, timing=n)
     assert label in plots.lstm_band_label(df, "loss_diff") and label in plots.lstm_band_label(df, "speedup_train")
@@ -287,6 +287,14 @@ def test_figure_bands_say_what_they_are(n, label):
     assert label in plots.lstm_band_label(old, "loss_diff") and label in plots.lstm_band_label(old, "speedup_train")
     fig = plots.lstm_vs_hidden(df, "loss_diff", "loss diff", ref=0.0)
     assert label in fig.axes[0].get_title()
+
+
+def test_rows_of_this_code_name_their_95_interval():
+    df = _rows(["trained", "trained"], n_quality=12, timing=12).assign(interval_method=stats.CI_METHOD)
+    assert plots.lstm_band_label(df, "speedup_train") == "bands: order-statistic 95% CI"
+    assert "[lo, hi] = order-statistic 95% interval of the median" in sweep.summary(df)
+    old = df.drop(columns=["interval_method"])  # a run made before the rule: said to be a bootstrap
+    assert "percentile-bootstrap interval (an older run" in sweep.summary(old)
 
 
 def test_findings_call_a_few_seed_interval_a_range():

@@ -275,7 +275,10 @@ def lstm_band_label(d: pd.DataFrame, column: str) -> str:
         ci = bool((d[kind_col] == "95% CI").all())
     else:
         ci = n >= _LSTM_MIN_CI
-    return "bands: bootstrap 95% CI" if ci else f"bands: range (min..max) of {n} samples, too few for a 95% CI"
+    if not ci:
+        return f"bands: range (min..max) of {n} samples, too few for a 95% CI"
+    ordered = "interval_method" in d and (d["interval_method"] == "order-statistic").all()
+    return "bands: order-statistic 95% CI" if ordered else "bands: percentile bootstrap (older run; 91-94% coverage)"
 
 
 def _lstm_trained(d: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
