@@ -3,6 +3,7 @@ subcommands."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -190,27 +191,41 @@ def main_bench(argv: list[str]) -> int:
 
 def main_compare(argv: list[str]) -> int:
     p = ArgumentParser(prog="mathbench compare",
+                       usage="mathbench compare [-h] [--csv FILE] [--missing-csv FILE] [--html FILE] "
+                             "RUN_1 RUN_2 [RUN_N ...]",
                        description="Per-row speedup of each later run over the first (time 1 / time K) with a "
                                    "conservative interval from both runs' intervals (the header names each run's "
                                    "interval method, CPU, threads, Numba version and commit); rows whose intervals "
-                                   "do not overlap are flagged; rows not in every run are listed.")
-    p.add_argument("run_a", metavar="RUN_1", help="the reference run folder")
-    p.add_argument("run_b", metavar="RUN_2", help="a run folder to compare with it")
-    p.add_argument("more", metavar="RUN_N", nargs="*", help="more run folders, each against RUN_1")
-    p.add_argument("--csv", help="also write the comparison to this CSV file (must not exist; with more than two "
-                   "runs the long table: one row per run and row)")
+                                   "do not overlap are flagged; rows not in every run are counted per "
+                                   "implementation, dtype and thread count (--missing-csv lists each).")
+    p.add_argument("runs", metavar="RUN", nargs="*", help="run folders, at least two: RUN_1 the reference, every "
+                   "later one compared with it (in the text with two runs: A and B)")
+    p.add_argument("--csv", metavar="FILE", help="also write the comparison to this CSV file (must not exist; with "
+                   "more than two runs the long table: one row per run and row)")
+    p.add_argument("--missing-csv", metavar="FILE", help="also write every row not in every run to this CSV file "
+                   "(must not exist): its key, in_runs and missing_from (runs numbered as given, 1 = RUN_1)")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page (must not exist): per "
                    "function a chart of the speedup over NumPy across sizes, one line per run")
     args = p.parse_args(argv)
+    if len(args.runs) < 2:  # nargs="*": argparse itself would name the metavar, not the rule
+        raise UsageError(f"compare needs at least two run folders (RUN_1 RUN_2 [RUN_N ...]); got {len(args.runs)}")
     from .report import compare, html
 
-    # refused before any work: earlier results are never overwritten
-    targets = {name: html.check_target(path) for name, path in (("csv", args.csv), ("html", args.html)) if path}
-    df, text, loaded = compare.compare_runs([args.run_a, args.run_b, *args.more])
-    if "csv" in targets:
-        html.write_page(targets["csv"], df.to_csv(index=False))
-    if "html" in targets:
-        html.write_page(targets["html"], compare.html_page(loaded, text))
+    # refused before any work: earlier results are never overwritten, and two outputs never share a file
+    targets = {name: html.check_target(path) for name, path in
+               (("csv", args.csv), ("missing-csv", args.missing_csv), ("html", args.html)) if path}
+    seen = {}
+    for name, path in targets.items():
+        other = seen.setdefault(os.path.realpath(path), name)
+        if other != name:
+            raise UsageError(f"--{other} and --{name} name the same file {path}: choose two")
+    df, text, loaded, missing = compare.compare_runs(args.runs)
+    # every output is built before any is written: a failure while drawing leaves no file behind
+    out = {"csv": lambda: df.to_csv(index=False), "missing-csv": lambda: compare.missing_csv(missing, len(loaded)),
+           "html": lambda: compare.html_page(loaded, text)}
+    texts = {name: out[name]() for name in targets}
+    for name, path in targets.items():
+        html.write_page(path, texts[name])
     print(text)
     return 0
 
@@ -250,7 +265,7 @@ def main_report(argv: list[str]) -> int:
         from .report import html, run_page
 
         html.check_target(args.html)  # refuse before drawing anything
-        print(f"wrote {html.write_page(args.html, run_page.build(args.run, args.accuracy))}")
+        print(f"wrote {html.write_page(args.html, run_page.build(args.run, args.accuracy, html_file=args.html))}")
         return 0
     if args.accuracy:
         raise UsageError("--accuracy draws a figure: use it with --html FILE")

@@ -117,24 +117,57 @@ def _missing_section(out: str) -> list[list[str]]:
     return [line.split("  ") for line in section if line.strip()]
 
 
-def test_rows_in_only_some_runs_are_listed(three_runs, capsys):
-    code, out, _ = run(["compare", *three_runs], capsys)
-    assert code == 0 and "rows not in every run (3; not compared above)" in out
-    rows = {" ".join(c.strip() for c in r if c.strip()) for r in _missing_section(out)}
-    assert rows == {"isru forward numba float32 10,000 1 1, 2 3", "isru forward numpy float32 10,000 1 1, 2 3",
-                    "exp forward numba float32 1,000 4 3 1, 2"}
+def _cells(section) -> set[str]:
+    return {" ".join(c.strip() for c in r if c.strip()) for r in section}
+
+
+def test_rows_in_only_some_runs_are_counted_and_listed(three_runs, tmp_path, capsys):
+    listed = tmp_path / "missing.csv"
+    code, out, _ = run(["compare", *three_runs, "--missing-csv", listed], capsys)
+    assert code == 0 and "rows not in every run (3; not compared above" in out
+    # counted per implementation, dtype and threads, with the functions and the runs that have them
+    assert _cells(_missing_section(out)) == {"numba float32 1 1 isru 1, 2 3", "numpy float32 1 1 isru 1, 2 3",
+                                             "numba float32 4 1 exp 3 1, 2"}
+    # every row in the CSV (a dropped row is missed there and in the counts)
+    rows = pd.read_csv(listed, dtype=str)
+    assert sorted(map(tuple, rows[["function", "impl", "size", "threads", "in_runs", "missing_from"]].values)) == [
+        ("exp", "numba", "1000", "4", "3", "1 2"), ("isru", "numba", "10000", "1", "1 2", "3"),
+        ("isru", "numpy", "10000", "1", "1 2", "3")]
     # the main table holds only the rows every run has
     table = out.split("rows not in every run")[0]
     assert "exp" not in table and "10,000" in table and not any(
         l.startswith("isru") and "10,000" in l for l in table.splitlines())
-    # two runs: the same listing with the runs called A and B; every row in common: no section
+    # two runs: the runs called A and B; every row in common: no section
     code, out, _ = run(["compare", three_runs[0], three_runs[2]], capsys)
     assert code == 0 and "rows not in every run (3;" in out
-    assert {" ".join(c.strip() for c in r if c.strip()) for r in _missing_section(out)} == {
-        "isru forward numba float32 10,000 1 A B", "isru forward numpy float32 10,000 1 A B",
-        "exp forward numba float32 1,000 4 B A"}
+    assert _cells(_missing_section(out)) == {"numba float32 1 1 isru A B", "numpy float32 1 1 isru A B",
+                                             "numba float32 4 1 exp B A"}
     code, out, _ = run(["compare", three_runs[0], three_runs[1]], capsys)
     assert code == 0 and "rows not in every run" not in out
+
+
+def test_missing_rows_of_a_group_are_counted_not_listed(tmp_path, capsys):
+    """A run without isru at all: 2 rows per implementation, one line each, not one per row."""
+    a = make_run(tmp_path / "a", base_rows())
+    b = make_run(tmp_path / "b", [r for r in base_rows() if r["function"] != "isru"])
+    code, out, _ = run(["compare", a, b], capsys)
+    assert code == 0 and "rows not in every run (4;" in out
+    assert _cells(_missing_section(out)) == {"numba float32 1 2 isru A B", "numpy float32 1 2 isru A B"}
+
+
+def test_two_runs_table_and_csv(three_runs, tmp_path, capsys):
+    csv = tmp_path / "two.csv"
+    code, out, err = run(["compare", three_runs[0], three_runs[1], "--csv", csv], capsys)
+    assert code == 0, err
+    two = pd.read_csv(csv)
+    assert len(two) == 8 and (two["speedup"].round(12) == 2.0).all() and two["differs"].all()
+    assert ((two["ns_per_element_a"] / two["ns_per_element_b"]).round(12) == 2.0).all()
+    line = next(l for l in out.splitlines() if l.startswith("tanh ") and "1,000" in l and " numba " in l)
+    assert "2.00x [1.96, 2.04]" in line and line.rstrip().endswith("*")
+    # a run against itself: ratio 1 and no flag (the intervals overlap)
+    code, out, _ = run(["compare", three_runs[0], three_runs[0]], capsys)
+    line = next(l for l in out.splitlines() if l.startswith("tanh ") and "1,000" in l and " numba " in l)
+    assert "1.00x [0.98, 1.02]" in line and not line.rstrip().endswith("*")
 
 
 class _Images(HTMLParser):
@@ -228,11 +261,71 @@ def test_existing_or_unwritable_outputs_refused(three_runs, tmp_path, capsys, op
 
 
 def test_one_run_or_a_bad_folder_is_one_line(three_runs, tmp_path, capsys):
-    code, _, err = run(["compare", three_runs[0]], capsys)
-    assert code == 2 and err.startswith("mathbench compare: error: ") and err.count("\n") == 1
+    for given in ([three_runs[0]], []):
+        code, _, err = run(["compare", *given], capsys)
+        assert code == 2 and err.startswith("mathbench compare: error: compare needs at least two run folders")
+        assert err.count("\n") == 1
     code, _, err = run(["compare", *three_runs, tmp_path / "nothing"], capsys)
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
     bad = make_run(tmp_path / "bad", [])
     (bad / runs.RESULTS).write_text("a,b\n1,2\n")
     code, _, err = run(["compare", *three_runs, bad], capsys)
     assert code == 2 and "run folder 4 is not a mathbench run" in err
+
+
+def test_same_file_for_two_outputs_refused_before_any_work(three_runs, tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    same = tmp_path / "sub" / ".." / "out.txt"  # the same file spelled two ways
+    code, out, err = run(["compare", *three_runs, "--csv", tmp_path / "out.txt", "--html", same], capsys)
+    assert code == 2 and "--csv and --html name the same file" in err and err.count("\n") == 1 and out == ""
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_failure_while_drawing_writes_nothing(three_runs, tmp_path, capsys, monkeypatch):
+    def broken(loaded, text):
+        raise compare.UsageError("drawing failed")
+
+    monkeypatch.setattr(compare, "html_page", broken)
+    csv, missing, page = tmp_path / "a.csv", tmp_path / "m.csv", tmp_path / "p.html"
+    code, out, err = run(["compare", *three_runs, "--csv", csv, "--missing-csv", missing, "--html", page], capsys)
+    assert code == 2 and "drawing failed" in err
+    assert not csv.exists() and not missing.exists() and not page.exists()
+
+
+def test_no_chart_for_references(tmp_path):
+    """copy (no registry entry) and plus (the x+c baseline) carry a ratio to tanh; it is not a
+    comparison of theirs, so neither gets a chart, while an activation with only that ratio does."""
+    def rows(scale):
+        out = base_rows(scale)
+        for function in ("copy", "plus", "sigmoid"):
+            out += [_row(function, "numba", size, 0.3 * scale, speedup_vs_tanh=6.0, speedup_vs_tanh_lo=5.0,
+                         speedup_vs_tanh_hi=7.0) for size in SIZES]
+        return out
+
+    loaded = compare.load([make_run(tmp_path / "a", rows(1.0)), make_run(tmp_path / "b", rows(0.5))])
+    figures = compare.speedup_figures(loaded)
+    import matplotlib.pyplot as plt
+
+    assert [f for f, _, _ in figures] == ["tanh", "isru", "sigmoid"]
+    titles = [fig._suptitle.get_text() for _, fig, _ in figures]
+    assert not [t for t in titles if t.startswith(("copy", "plus"))]
+    assert titles[2].startswith("sigmoid (forward): time of Numba's libm tanh loop")
+    for _, fig, _ in figures:
+        plt.close(fig)
+
+
+def test_minor_tick_labels_do_not_crowd():
+    """Over a decade or more a log axis labels at most 2x and 5x between powers of ten."""
+    import matplotlib.pyplot as plt
+
+    for lo, hi, labelled in ((0.5, 3.0, {0.5, 0.6, 0.7, 0.8, 0.9, 2.0, 3.0}), (0.02, 1.5, {0.02, 0.05, 0.2, 0.5}),
+                             (1e-3, 1e2, set())):
+        fig, ax = plt.subplots()
+        ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
+        compare._minor_labels(ax)
+        fig.canvas.draw()
+        shown = {round(float(t.get_text()), 6) for t in ax.yaxis.get_minorticklabels()
+                 if t.get_text() and lo <= t.get_position()[1] <= hi}
+        assert shown == labelled, (lo, hi, shown)
+        plt.close(fig)

@@ -102,10 +102,13 @@ def test_kernel_page_with_exhaustive_accuracy(tmp_path):
     renderer = sva.canvas.get_renderer()
     boxes = [matplotlib.text.Text.get_window_extent(t, renderer) for t in sva.axes[0].texts]
     assert boxes and not [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
-    text = run_page.build(KERNEL_RUN, ACCURACY_RUN, figs=figs)
+    text = run_page.build(KERNEL_RUN, ACCURACY_RUN, figs=figs, html_file=tmp_path / "r.html")
     p = check_page(text, meta)
     assert sum(t == "img" for t, _ in p.tags) == len(figs)
     visible = "".join(p.text)
+    # the command that made the page, with its values (test_printed_report_command_is_accepted runs it)
+    assert f"report: {run_page.report_command(KERNEL_RUN, tmp_path / 'r.html', ACCURACY_RUN)}" in visible
+    assert f"--html {tmp_path / 'r.html'} --accuracy {ACCURACY_RUN}" in visible
     for finding in run_page.tables.kernel_findings(df):
         assert finding in visible
     assert "224 from cache" in visible  # the compile line from metadata timing
@@ -197,3 +200,30 @@ def test_mathbench_cli_refuses_a_non_accuracy_run(tmp_path, capsys):
     _one_line_exit_2(main, ["report", str(KERNEL_RUN), "--html", str(tmp_path / "r.html"), "--accuracy",
                             str(SWEEP)], capsys, "not a mathbench accuracy run")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_unknown_commit_says_unknown():
+    rows = dict(html.machine_rows({"git": {"commit": None, "dirty": None}}))
+    assert rows["git commit"] == "unknown (unknown state)" and "None" not in rows["git commit"]
+    assert dict(html.machine_rows({"git": {"commit": "abc123", "dirty": False}}))["git commit"] == "abc123 (clean)"
+    assert dict(html.machine_rows({"git": {"commit": "abc123", "dirty": True}}))["git commit"] == "abc123 (dirty)"
+
+
+@pytest.mark.parametrize("accuracy", [None, ACCURACY_RUN])
+def test_printed_report_command_is_accepted(tmp_path, capsys, monkeypatch, accuracy):
+    """The page's 'report:' line, run through the command line, makes the same page again."""
+    import shlex
+
+    from mathbench.cli import main
+
+    target = tmp_path / "my page.html"  # a space: the command must be quoted
+    line = run_page.report_command(KERNEL_RUN, target, accuracy)
+    args = shlex.split(line)
+    assert args[:3] == ["python", "-m", "mathbench"]
+    calls = []
+    monkeypatch.setattr(run_page, "build", lambda *a, **k: calls.append((a, k)) or "<p>page</p>")
+    assert main(args[3:]) == 0, capsys.readouterr().err
+    assert target.read_text() == "<p>page</p>"
+    (run_dir, acc), kw = calls[0]
+    assert Path(run_dir) == KERNEL_RUN and (acc is None if accuracy is None else Path(acc) == accuracy)
+    assert Path(kw["html_file"]) == target

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..core import runs
+from ..core import runs, stats
 from ..core.errors import UsageError
 from . import html
 from .tables import KEY, _require, interval_label, table
@@ -37,30 +37,39 @@ def _row_cells(r) -> list:
     return [r["function"], r["form"], r["impl"], r["dtype"], f"{int(r['size']):,}", int(r["threads"])]
 
 
-def compare(dir_a: str, dir_b: str) -> tuple[pd.DataFrame, str]:
-    """Per-row speedup of run B over run A (time A / time B), with an interval, and the rows only
-    one of the two has."""
-    return _compare_two(load([dir_a, dir_b]))
+RATIOS = ["speedup", "speedup_lo", "speedup_hi", "differs"]
 
 
-def compare_runs(dirs: list) -> tuple[pd.DataFrame, str, list]:
-    """``compare`` for two runs, ``compare_many`` for more: (table, text, the loaded runs)."""
+def compare_runs(dirs: list) -> tuple[pd.DataFrame, str, list, pd.DataFrame]:
+    """(table, text to print, the loaded runs, the rows not every run has). Two runs: the table is
+    one row per row both have (A = run 1, B = run 2); more: the long table, one row per run and
+    row of that run, with the ratio to run 1 where run 1 has the row."""
     loaded = load(dirs)
-    return (*(_compare_two(loaded) if len(loaded) == 2 else _compare_many(loaded)), loaded)
+    common = _common(loaded)
+    missing = missing_rows([df for _, df, _ in loaded])
+    return (*(_two(loaded, common, missing) if len(loaded) == 2 else _many(loaded, common, missing)), loaded, missing)
 
 
-def _compare_two(loaded: list) -> tuple[pd.DataFrame, str]:
+def _common(loaded: list) -> pd.DataFrame:
+    """The rows every run has: each run K's times (``ns_per_element_K``...) and, for K > 1, its
+    ratio to run 1 with interval and flag (``speedup_K``...)."""
+    base = loaded[0][1]
+    common = base[KEY + TIMES].rename(columns={c: f"{c}_1" for c in TIMES})
+    for k, (_, df, _) in enumerate(loaded[1:], start=2):
+        m = _ratios(base, df, "inner")[KEY + TIMES + RATIOS]
+        common = common.merge(m.rename(columns={c: f"{c}_{k}" for c in TIMES + RATIOS}), on=KEY)
+    if common.empty:
+        raise UsageError(f"the {'two' if len(loaded) == 2 else len(loaded)} runs have no rows in common "
+                         "(function, form, impl, dtype, size, threads)")
+    return common
+
+
+def _two(loaded: list, common: pd.DataFrame, missing: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Two runs, called A and B: one speedup column and a flag column."""
     (dir_a, a, meta_a), (dir_b, b, meta_b) = loaded
-    m = a.merge(b, on=KEY, suffixes=("_a", "_b"))
-    if m.empty:
-        raise UsageError("the two runs have no rows in common (function, form, impl, dtype, size, threads)")
-    m["speedup"] = m["ns_per_element_a"] / m["ns_per_element_b"]
-    m["speedup_lo"] = m["ns_lo_a"] / m["ns_hi_b"]
-    m["speedup_hi"] = m["ns_hi_a"] / m["ns_lo_b"]
-    m["differs"] = (m["ns_hi_a"] < m["ns_lo_b"]) | (m["ns_hi_b"] < m["ns_lo_a"])
-    rows = [[*_row_cells(r), f"{r['ns_per_element_a']:.3g}", f"{r['ns_per_element_b']:.3g}",
-             f"{r['speedup']:.2f}x [{r['speedup_lo']:.2f}, {r['speedup_hi']:.2f}]",
-             "*" if r["differs"] else ""] for _, r in m.iterrows()]
+    rows = [[*_row_cells(r), f"{r['ns_per_element_1']:.3g}", f"{r['ns_per_element_2']:.3g}",
+             f"{r['speedup_2']:.2f}x [{r['speedup_lo_2']:.2f}, {r['speedup_hi_2']:.2f}]",
+             "*" if r["differs_2"] else ""] for _, r in common.iterrows()]
     head = (f"A = {dir_a} ({meta_a.get('cpu', {}).get('model')}, {meta_a.get('created')})\n"
             f"B = {dir_b} ({meta_b.get('cpu', {}).get('model')}, {meta_b.get('created')})\n"
             f"intervals A: {interval_label(a)}\n"
@@ -68,8 +77,10 @@ def _compare_two(loaded: list) -> tuple[pd.DataFrame, str]:
             "speedup = time A / time B (>1: B faster); * = the two runs' intervals do not overlap\n")
     text = head + table(rows, ["function", "form", "impl", "dtype", "size", "threads", "ns A", "ns B",
                                "speedup of B", "differs"])
-    text += missing_text(missing_rows([a, b]), ["A", "B"])
-    return m[KEY + ["ns_per_element_a", "ns_per_element_b", "speedup", "speedup_lo", "speedup_hi", "differs"]], text
+    text += missing_text(missing, ["A", "B"])
+    out = common.rename(columns={"ns_per_element_1": "ns_per_element_a", "ns_per_element_2": "ns_per_element_b",
+                                 **{f"{c}_2": c for c in RATIOS}})
+    return out[KEY + ["ns_per_element_a", "ns_per_element_b", *RATIOS]], text
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,28 +119,15 @@ def _ratios(base: pd.DataFrame, other: pd.DataFrame, how: str) -> pd.DataFrame:
     m["speedup"] = m["ns_per_element_1"] / m["ns_per_element"]
     m["speedup_lo"] = m["ns_lo_1"] / m["ns_hi"]
     m["speedup_hi"] = m["ns_hi_1"] / m["ns_lo"]
-    differs = ((m["ns_hi_1"] < m["ns_lo"]) | (m["ns_hi"] < m["ns_lo_1"])).astype("boolean")
-    m["differs"] = differs.mask(m["speedup"].isna())  # no run-1 row to compare with: unknown
+    differs = pd.array([not stats.intervals_overlap(*iv) for iv in
+                        zip(m["ns_lo_1"], m["ns_hi_1"], m["ns_lo"], m["ns_hi"])], dtype="boolean")
+    m["differs"] = pd.Series(differs, index=m.index).mask(m["speedup"].isna())  # no run-1 row: unknown
     return m
 
 
-def compare_many(dirs: list) -> tuple[pd.DataFrame, str]:
-    """Every later run against run 1, per row: the long table (one row per run and row of that
-    run, with the ratio to run 1 where run 1 has the row) and the text to print (the rows every
-    run has, one ratio column per later run, then the rows only some runs have)."""
-    return _compare_many(load(dirs))
-
-
-def _compare_many(loaded: list) -> tuple[pd.DataFrame, str]:
+def _many(loaded: list, common: pd.DataFrame, missing: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Three runs or more: one ratio column per later run."""
     base = loaded[0][1]
-    common = base[KEY + TIMES].rename(columns={c: f"{c}_1" for c in TIMES})
-    for k, (_, df, _) in enumerate(loaded[1:], start=2):
-        m = _ratios(base, df, "inner")
-        common = common.merge(m[KEY + TIMES + ["speedup", "speedup_lo", "speedup_hi", "differs"]]
-                              .rename(columns={c: f"{c}_{k}" for c in TIMES + ["speedup", "speedup_lo",
-                                                                                "speedup_hi", "differs"]}), on=KEY)
-    if common.empty:
-        raise UsageError(f"the {len(loaded)} runs have no rows in common (function, form, impl, dtype, size, threads)")
     ks = range(2, len(loaded) + 1)
     rows = [[*_row_cells(r), *[f"{r[f'ns_per_element_{k}']:.3g}" for k in range(1, len(loaded) + 1)],
              *[f"{r[f'speedup_{k}']:.2f}x [{r[f'speedup_lo_{k}']:.2f}, {r[f'speedup_hi_{k}']:.2f}]"
@@ -139,7 +137,7 @@ def _compare_many(loaded: list) -> tuple[pd.DataFrame, str]:
              "* = the intervals of run 1 and run K do not overlap\n")
     text = head + table(rows, [*SHOWN, *[f"ns {k}" for k in range(1, len(loaded) + 1)],
                                *[f"speedup {k}" for k in ks]])
-    text += missing_text(missing_rows([df for _, df, _ in loaded]), [str(k) for k in range(1, len(loaded) + 1)])
+    text += missing_text(missing, [str(k) for k in range(1, len(loaded) + 1)])
     long = []
     for k, (d, df, _) in enumerate(loaded, start=1):
         m = _ratios(base, df, "left").drop(columns=[f"{c}_1" for c in TIMES])
@@ -148,7 +146,7 @@ def _compare_many(loaded: list) -> tuple[pd.DataFrame, str]:
             m["differs"] = m["differs"].mask(m["differs"].notna())
         long.append(m.assign(run=k, run_dir=d))
     out = pd.concat(long, ignore_index=True)
-    return out[["run", "run_dir", *KEY, *TIMES, "speedup", "speedup_lo", "speedup_hi", "differs"]], text
+    return out[["run", "run_dir", *KEY, *TIMES, *RATIOS]], text
 
 
 def missing_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -160,27 +158,75 @@ def missing_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return has[has["runs"].map(len) < len(frames)].reset_index(drop=True)
 
 
+MISSING_GROUP = ["impl", "dtype", "threads"]
+
+
 def missing_text(missing: pd.DataFrame, names: list[str]) -> str:
-    """'' when every run has every row, else a section listing them (never dropped silently)."""
+    """'' when every run has every row, else a section that counts them (never dropped silently)
+    per implementation, dtype and thread count and the runs that have them: a run with a peer or
+    an implementation the others lack would otherwise add hundreds of lines. Every row is in
+    ``missing_csv``."""
     if missing.empty:
         return ""
-    rows = [[*_row_cells(r), ", ".join(names[k - 1] for k in r["runs"]),
-             ", ".join(n for k, n in enumerate(names, start=1) if k not in r["runs"])]
-            for _, r in missing.iterrows()]
-    return (f"\n\nrows not in every run ({len(rows)}; not compared above):\n"
-            + table(rows, [*SHOWN, "in runs", "missing from"]))
+    groups = missing.assign(has=missing["runs"].map(tuple)).groupby([*MISSING_GROUP, "has"], sort=False)
+    rows = [[impl, dtype, int(threads), len(g), ", ".join(dict.fromkeys(g["function"])),
+             ", ".join(names[k - 1] for k in has), ", ".join(n for k, n in enumerate(names, start=1) if k not in has)]
+            for (impl, dtype, threads, has), g in groups]
+    return (f"\n\nrows not in every run ({len(missing)}; not compared above; counted per implementation, dtype "
+            "and threads; each row: --missing-csv FILE):\n"
+            + table(rows, ["impl", "dtype", "threads", "rows", "functions", "in runs", "missing from"]))
+
+
+def missing_csv(missing: pd.DataFrame, n_runs: int) -> str:
+    """Every row not every run has, with the runs (numbered as given, 1 = RUN_1 = A) that have it
+    and those that lack it, as CSV text."""
+    out = missing[KEY].assign(
+        in_runs=missing["runs"].map(lambda r: " ".join(map(str, r))),
+        missing_from=missing["runs"].map(lambda r: " ".join(str(k) for k in range(1, n_runs + 1) if k not in r)))
+    return out.to_csv(index=False)
 
 
 # --------------------------------------------------------------------------------------------
 # HTML: speedup over NumPy across runs, one chart per function
 
 
-def _speedup_column(d: pd.DataFrame) -> tuple[str, str] | None:
+#: timed by every run as baselines (x+c), not as contenders: their ratio to tanh says nothing
+REFERENCES = ("plus",)
+
+
+def _speedup_column(function: str, d: pd.DataFrame) -> tuple[str, str] | None:
+    """The ratio to chart for ``function``, or None when it has no meaningful baseline: the copy
+    kernel (no registry entry, the memory roof) and the references' ratio to tanh."""
+    from ..functions import registry  # loads Numba: only when drawing
+
+    if function not in registry.REGISTRY:
+        return None
     for col, what in (("speedup_vs_numpy", "the same function's NumPy code"),
                       ("speedup_vs_tanh", "Numba's libm tanh loop")):
+        if col == "speedup_vs_tanh" and function in REFERENCES:
+            continue
         if col in d.columns and d[col].notna().any():
             return col, what
     return None
+
+
+def _minor_labels(ax) -> None:
+    """Minor-tick labels of the log y axis that never crowd: every one below a decade (there may
+    be no major tick to read), only 2x and 5x each power of ten up to three decades (0.7, 0.8,
+    0.9 would stack under each power), none beyond."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    lo, hi = ax.get_ylim()
+    decades = math.log10(hi / lo)
+    if decades < 1:
+        ax.yaxis.set_minor_formatter("{x:g}")
+    elif decades <= 3:
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda x, _: f"{x:g}" if round(x / 10 ** math.floor(math.log10(x) + 1e-9), 6) in (2, 5) else ""))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def speedup_figures(loaded: list[tuple[str, pd.DataFrame, dict]], form: str = "forward") -> list[tuple]:
@@ -195,7 +241,7 @@ def speedup_figures(loaded: list[tuple[str, pd.DataFrame, dict]], form: str = "f
     out = []
     for function in dict.fromkeys(rows["function"]):
         d = rows[rows["function"] == function]
-        picked = _speedup_column(d)
+        picked = _speedup_column(function, d)
         if picked is None:  # the references (copy, plus) and NumPy-only functions
             continue
         col, what = picked
@@ -217,12 +263,12 @@ def speedup_figures(loaded: list[tuple[str, pd.DataFrame, dict]], form: str = "f
             ax.set_xscale("log")
             ax.set_yscale("log")  # ratios: 2x faster and 2x slower sit equally far from 1
             ax.yaxis.set_major_formatter("{x:g}")
-            ax.yaxis.set_minor_formatter("{x:g}")
             # the medians set the scale; a band much wider than them (few processes, a noisy
             # round) is cut at the panel's edge instead of flattening every line
             mid = p[col][p[col] > 0]
             if len(mid):
                 ax.set_ylim(min(mid.min(), 1.0) / 1.5, max(mid.max(), 1.0) * 1.5)
+            _minor_labels(ax)
             ax.set_title(f"{impl}, {dtype}, {'parallel' if par else 'serial'}", fontsize=10)
             ax.set_xlabel("size (elements)")
             ax.set_ylabel(f"speedup over {'NumPy' if col == 'speedup_vs_numpy' else 'tanh'} (x)")

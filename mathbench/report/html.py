@@ -136,6 +136,14 @@ def _short(v) -> str:
     return "-" if v is None else str(v)
 
 
+def _commit(git: dict) -> str:
+    """'abc... (dirty)', '(clean)', or what is not known said so (not 'None (clean)')."""
+    if not git:
+        return "-"
+    state = {True: "dirty", False: "clean"}.get(git.get("dirty"), "unknown state")
+    return f"{git.get('commit') or 'unknown'} ({state})"
+
+
 def machine_rows(meta: dict, run_dir=None) -> list[list[str]]:
     """(what, value) rows of the machine and provenance every run's metadata.json records
     (``core.runs.metadata``): the command, when, the commit, the CPU, versions and threads."""
@@ -148,8 +156,7 @@ def machine_rows(meta: dict, run_dir=None) -> list[list[str]]:
             ["kind", meta.get("kind", "-")],
             ["created", meta.get("created", "-")],
             ["finished", _short(meta.get("finished"))],
-            ["git commit", f"{git.get('commit', '?')} ({'dirty' if git.get('dirty') else 'clean'})"
-             if git else "-"],
+            ["git commit", _commit(git)],
             ["CPU", f"{cpu.get('model', '?')}, {meta.get('cores', '?')} cores, {meta.get('machine', '')}"],
             ["CPU flags", _short(cpu.get("flags") or [])],
             ["OS", meta.get("platform") or meta.get("os") or "-"],

@@ -5,6 +5,7 @@ run); nothing is measured.
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -73,9 +74,18 @@ def figures(df: pd.DataFrame, acc: pd.DataFrame | None = None) -> list[tuple[str
     return out
 
 
-def build(run_dir, accuracy_dir=None, figs=None) -> str:
+def report_command(run_dir, html_file=None, accuracy_dir=None) -> str:
+    """The command that writes this page (shell-quoted; FILE when the caller did not say)."""
+    args = ["python", "-m", "mathbench", "report", str(run_dir), "--html",
+            "FILE" if html_file is None else str(html_file)]
+    args += ["--accuracy", str(accuracy_dir)] if accuracy_dir is not None else []
+    return shlex.join(args)
+
+
+def build(run_dir, accuracy_dir=None, figs=None, html_file=None) -> str:
     """The page's HTML. Refuses (one line) a folder that is not a finished-or-partial kernel run.
-    ``figs``: the figures, if the caller already drew them (``figures``)."""
+    ``figs``: the figures, if the caller already drew them (``figures``); ``html_file``: the file
+    the page goes to, for the command that makes it again."""
     run_dir = Path(run_dir)
     df, meta = runs.load_run(run_dir)
     tables._require(df, tables.SUMMARY_COLUMNS, run_dir)
@@ -109,6 +119,5 @@ def build(run_dir, accuracy_dir=None, figs=None) -> str:
     sections.append(("Figures", body))
     sections.append(("Summary tables", html.pre(tables.summary(df))))
     sections.append(("Command", [html.pre(meta.get("command", "-")),
-                                 html.paragraph(f"report: python -m mathbench report {run_dir}"
-                                                + (f" --accuracy {accuracy_dir}" if accuracy_dir else ""))]))
+                                 html.paragraph(f"report: {report_command(run_dir, html_file, accuracy_dir)}")]))
     return html.page(f"mathbench run {run_dir.name}", sections)
