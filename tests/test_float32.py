@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from lstm_numba import model as lstm_model
+from lstm_numba import variants
 from lstm_numba import sweep
 from mathbench.core import jit
 from mathbench.functions import kernels, registry
@@ -82,7 +82,8 @@ def test_detects_a_float64_literal():
 
 PAIRS = sweep.Settings().pairs
 LSTM_ENTRIES = {"kernels": ("forward_lm", "backward_lm", "forward_cls", "backward_cls", "infer_lm", "infer_cls"),
-                "helpers": ("adam_update",)}  # what Python calls; the IR of each holds every kernel it calls
+                "ops": ("adam_update",)}  # what Python calls; the IR of each holds every kernel it calls
+TASK_OF = {"lm": "lm", "cls": "classify"}  # entry suffix -> the task module (template) that defines it
 # Scalars computed in float64 on purpose (loss sums, 1/N, the gradient norm): their conversions
 # are allowed; a float32 value converted to or from double anywhere else is a promotion.
 FLOAT64_BY_DESIGN = {"softmax_xent", "softmax_xent_backward", "bce_forward", "bce_backward", "adam_update"}
@@ -91,8 +92,11 @@ CALLEE = {"forward": "cell_forward_block", "infer": "cell_forward_block", "backw
           "adam": "adam_loop"}
 
 
-def _lstm_module(kind, pair, parallel):
-    return lstm_model.kernels(*pair, parallel) if kind == "kernels" else lstm_model.helpers(parallel)
+def _lstm_module(kind, pair, parallel, entry):
+    """The generated module that defines ``entry``: a task's (per pair and threading) or the ops'."""
+    if kind == "ops":
+        return variants.ops(parallel)
+    return variants.task_kernels(TASK_OF[entry.rsplit("_", 1)[1]], *pair, parallel)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +129,8 @@ def _define_name(func: str) -> str:
 
 
 def test_lstm_float32_signatures_have_no_float64(sweep_compiled):
-    modules = {_lstm_module(k, pair, par) for k in LSTM_ENTRIES for pair in PAIRS for par in (False, True)}
+    modules = {_lstm_module(k, pair, par, e) for k in LSTM_ENTRIES for e in LSTM_ENTRIES[k] for pair in PAIRS
+               for par in (False, True)}
     checked = set()
     for mod in modules:
         for name, disp in vars(mod).items():
@@ -145,7 +150,7 @@ LSTM_CASES = [(k, pair, par, e) for k in LSTM_ENTRIES for pair in (PAIRS if k ==
                          ids=[f"{'/'.join(p) if k == 'kernels' else k}-{'par' if par else 'ser'}-{e}"
                               for k, p, par, e in LSTM_CASES])
 def test_lstm_float32_kernels_compute_in_float32(sweep_compiled, kind, pair, parallel, entry):
-    disp = getattr(_lstm_module(kind, pair, parallel), entry)
+    disp = getattr(_lstm_module(kind, pair, parallel, entry), entry)
     sigs = _float32_signatures(disp)
     assert sigs, f"the sweep compiled no float32 {entry}"
     for sig in sigs:
