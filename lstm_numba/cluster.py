@@ -71,18 +71,24 @@ def connect(s) -> Iterator:
         except (OSError, ValueError) as e:
             raise UsageError(f"--scheduler {s.scheduler}: {str(e).splitlines()[0]}") from None
         cluster = None
+        if not client.scheduler_info().get("workers"):  # tasks would wait for a worker forever
+            client.close()
+            raise UsageError(f"--scheduler {s.scheduler}: the scheduler has no workers; start some "
+                             f"(dask worker {s.scheduler}) and run again")
     else:
         # the scheduler's HTTP server on a free local port (the default, 8787, may be taken: a
         # warning); the nannies' restart warnings stay quiet
         cluster = distributed.LocalCluster(n_workers=s.workers, threads_per_worker=1, processes=True,
                                            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
-        client = distributed.Client(cluster, set_as_default=False)
+        client = None
     try:
-        if cluster is not None:
+        if cluster is not None:  # inside the try: a failing Client must not leave the cluster running
+            client = distributed.Client(cluster, set_as_default=False)
             client.register_plugin(_ctrl_c_to_the_driver(distributed))
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
 

@@ -661,7 +661,12 @@ def _plan_key(model: "Model", T: int, B: int, train: bool) -> str:
     from mathbench import cpu_info as _cpu
 
     cfg = model.config
-    return "|".join(map(str, (_cpu()["model"], _source_hash(), numba.__version__, cfg.task, cfg.layers, cfg.hidden, cfg.n_in,
+    # the generated modules' names hash their text and every source they depend on (scalars, JIT
+    # options, fastmath flags); a parallel model may run the serial kernels, so both count
+    generated = ",".join(sorted(variants.task_kernels(cfg.task, cfg.cell, cfg.gate, p).__name__
+                                for p in {False, bool(cfg.parallel)}))
+    return "|".join(map(str, (_cpu()["model"], _source_hash(), generated, numba.__version__, cfg.task, cfg.layers,
+                              cfg.hidden, cfg.n_in,
                               cfg.n_out, cfg.dtype, cfg.cell, cfg.gate, bool(cfg.parallel),
                               numba.get_num_threads() if cfg.parallel else 1, T, B, "train" if train else "infer")))
 

@@ -23,7 +23,7 @@ installed, a ``torch.nn.LSTM`` peer. For each repeat r (seed = --seed + r):
    cross-entropy, accuracy, F1), beside trivial baselines of the same test data
    (``baselines``), which flag it "not trained" or "weak".
 
-Per-loop facts (``model.loop_facts``: vectorized, SIMD width, libm calls left in the gate
+Per-loop facts (``network.loop_facts``: vectorized, SIMD width, libm calls left in the gate
 forward, cell forward, backward and head loops) are read once per compiled variant.
 
 Speedups are ``stats.paired_ratio(time(baseline), time(variant))`` over the paired samples
@@ -95,7 +95,7 @@ COLUMNS = [
     "optimizer", "lr", "clip", "val_every", "patience", "data", "data_fingerprint", "n_in", "n_out", "parameters",
     # JIT
     "compile_s",
-    # per loop of the compiled kernels (model.LOOPS): vectorized?, SIMD bits, libm calls left
+    # per loop of the compiled kernels (network.LOOPS): vectorized?, SIMD bits, libm calls left
     *[f"{loop}_{k}" for loop in LOOPS for k in ("vectorized", "simd_bits", "libm")],
     # training step, seconds per iteration (median over paired samples, 95% interval: see interval_method)
     "train_step_s", "train_step_lo", "train_step_hi",
@@ -109,7 +109,7 @@ COLUMNS = [
     "speedup_train", "speedup_train_lo", "speedup_train_hi",
     "speedup_latency", "speedup_latency_lo", "speedup_latency_hi",
     "speedup_throughput", "speedup_throughput_lo", "speedup_throughput_hi",
-    # matrix-product GFLOP/s of the training step (model.matmul_flops / train_step_s), and of one
+    # matrix-product GFLOP/s of the training step (network.matmul_flops / train_step_s), and of one
     # plain square GEMM with the same FLOPs at the row's thread count, timed in the same run
     "train_gflops", "sgemm_gflops", "sgemm_n", "gemm_efficiency",
     # Numba rows: time(torch peer) / time(this row), paired (> 1: faster than torch)
@@ -132,7 +132,7 @@ COLUMNS = [
     "timing_interval", "latency_interval", "quality_interval", "quality_samples", "interval_method",
     # bookkeeping
     "timing_samples", "latency_samples", "init",
-    # how the Numba model ran its recurrence (model.Plan, measured per shape): training batch,
+    # how the Numba model ran its recurrence (network.Plan, measured per shape): training batch,
     # latency (batch 1) and throughput (eval batch)
     "plan_train", "plan_latency", "plan_throughput",
     "numba_threads", "blas_threads", "torch_threads", "threading_layer",
@@ -585,7 +585,7 @@ class _Checkpoint:
 def measure_config(s: Settings, c: Config, ds, vs: list[Variant], compile_s: dict,
                    on_repeat: Optional[Callable[[], None]] = None, facts: Optional[dict] = None) -> list[dict]:
     """Run every repeat of one configuration and return its rows (one per variant); ``facts``:
-    ``(task, dtype, parallel, variant) -> model.loop_facts`` of the compiled Numba variants."""
+    ``(task, dtype, parallel, variant) -> network.loop_facts`` of the compiled Numba variants."""
     with config_threads(c.threads):
         return _measure(s, c, ds, vs, compile_s, on_repeat, facts or {})
 
@@ -979,7 +979,7 @@ def _kind(r: dict, column: str, count: str) -> str:
 
 
 def loop_columns(facts: dict) -> dict:
-    """``model.loop_facts`` as row cells: ``{loop}_vectorized``, ``_simd_bits``, ``_libm``."""
+    """``network.loop_facts`` as row cells: ``{loop}_vectorized``, ``_simd_bits``, ``_libm``."""
     out = {}
     for loop, info in facts.items():
         out[f"{loop}_vectorized"], out[f"{loop}_simd_bits"] = info["vectorized"], info["simd_bits"]

@@ -1,4 +1,4 @@
-"""Training, evaluation, prediction, sampling, save/load and thread control for ``model.Model``.
+"""Training, evaluation, prediction, sampling, save/load and thread control for ``network.Model``.
 
 Public API (stable; the sweep and CLI call these)
 ------------------------------------------------

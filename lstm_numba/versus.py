@@ -8,7 +8,7 @@ the same weights (torch gets a copy), run at the same thread count (Numba and to
 ``mathbench.harness.measure_interleaved``: the training step (forward, backward, Adam) of both, then
 inference (the Numba forward-only route ``Model.predict`` against torch under
 ``inference_mode``), each pair in rotating rounds; the ratio time(torch) / time(Numba) (> 1: Numba
-faster) is paired by round. The Numba model's plan (``model.Plan``: tiled or BLAS recurrent
+faster) is paired by round. The Numba model's plan (``network.Plan``: tiled or BLAS recurrent
 products, serial or parallel) is measured for each shape before timing and recorded per row.
 
 Repetition across processes: the grid is measured ``--passes`` times, each pass in a fresh
@@ -16,8 +16,8 @@ process, because one process's rounds understate run-to-run spread. The summary 
 shape, the median of the passes' ratios and their range (min..max, n = passes; not a confidence
 interval). JIT compile time is measured once per process before any timing, in its own column.
 
-Per row also: which loops vectorized (``model.loop_facts``, as the sweep reports them), the
-training step's achieved GFLOP/s (``model.matmul_flops`` / time) for both, and
+Per row also: which loops vectorized (``network.loop_facts``, as the sweep reports them), the
+training step's achieved GFLOP/s (``network.matmul_flops`` / time) for both, and
 the GFLOP/s of one plain square sgemm with the same FLOPs at the same thread count measured in the
 same process (``sweep.sgemm_reference``), so ``gemm_efficiency`` = Numba's / sgemm's.
 
@@ -48,7 +48,7 @@ SUMMARY = "summary.csv"
 COLUMNS = [
     "unit_id", "shape_id", "pass", "task", "layers", "hidden", "batch", "threads", "seq_len", "vocab", "dtype",
     "variant", "plan_train", "plan_infer",
-    # what vectorized: per loop of the compiled kernels (model.LOOPS), as in the sweep
+    # what vectorized: per loop of the compiled kernels (network.LOOPS), as in the sweep
     *[f"{loop}_{k}" for loop in LOOPS for k in ("vectorized", "simd_bits", "libm")],
     # seconds per call (median of rounds) and the paired ratio time(torch) / time(Numba), its
     # bootstrap interval over this process's rounds ("rounds" column says how many)

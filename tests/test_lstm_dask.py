@@ -300,3 +300,17 @@ def test_status_names_the_machines_and_older_folders_still_report(capsys):
     assert "worker_host" not in pd.read_csv(old / runs.RESULTS, nrows=1).columns
     assert cli.main(["report", str(old)]) == 0
     assert "candidate - baseline" in capsys.readouterr().out
+
+
+def test_a_scheduler_without_workers_is_one_line(distributed, tmp_path, capsys):
+    """Tasks sent there would wait forever: refused before the run folder is made."""
+    lc = distributed.LocalCluster(n_workers=0, processes=True, dashboard_address="127.0.0.1:0",
+                                  silence_logs=logging.ERROR)
+    try:
+        out = tmp_path / "st"
+        code, _, err = accuracy([*TINY, "--scheduler", lc.scheduler_address, "--out", out], capsys)
+        assert code == 2, err
+        assert err.strip().splitlines() == [err.strip()] and "the scheduler has no workers" in err
+        assert not out.exists()
+    finally:
+        lc.close()

@@ -11,8 +11,10 @@ import pytest
 from test_lstm_cli import TINY, run  # a 2-configuration sweep, in process
 
 from lstm_numba import data as D, optim, peers, sweep
-from lstm_numba import model as lstm_model
-from mathbench.core import codegen, harness, jit, runs, stats, threads
+from lstm_numba import model as lstm_model, network, ops, variants
+from lstm_numba.peers import torch as torch_peer
+from lstm_numba.tasks import classify as task_classify, lm as task_lm
+from mathbench.core import codegen, harness, jit, runs, stats, templating, threads
 from mathbench.functions import registry
 
 # --------------------------------------------------------------------------------------------
@@ -57,7 +59,8 @@ def test_configuration_and_data_are_in_the_key(field, value, text):
     assert sweep.config_id(s, CONFIG, other) != sweep.config_id(s, CONFIG, text)
 
 
-MEASURING = [sweep, lstm_model, optim, D, peers, harness, stats, registry, threads, jit, codegen]
+MEASURING = [sweep, lstm_model, network, ops, variants, task_lm, task_classify, torch_peer, optim, D, peers, harness, stats,
+             registry, threads, jit, codegen, templating]
 
 
 @pytest.mark.parametrize("module", MEASURING, ids=lambda m: m.__name__)

@@ -4,7 +4,7 @@ One module per task, each defining one ``Task`` subclass instance ``TASK``; ``TA
 task's name to it (``get(name)`` with a one-line UsageError for unknown names). Adding a task =
 one module here plus its line in ``_MODULES``.
 
-A task module is also a kernel template (``lstm_numba.templating``): its marked functions (the
+A task module is also a kernel template (``mathbench.templating``): its marked functions (the
 input projection, the head and loss, and the three entry points ``forward``/``backward``/
 ``infer`` that run a whole batch in one Numba call) are generated per activation pair next to the
 cell kernels of ``lstm_numba.model`` (``variants.task_kernels``).

@@ -1,7 +1,7 @@
 """Task "classify": sequence classification. ``n_features`` floats per timestep in, the last
 timestep's top hidden state -> one logit -> sigmoid binary cross-entropy.
 
-Also a kernel template (``lstm_numba.templating``): the binary cross-entropy head and the entry
+Also a kernel template (``mathbench.templating``): the binary cross-entropy head and the entry
 points ``forward_cls``/``backward_cls``/``infer_cls`` are generated per activation pair next to
 the cell kernels they call (``variants.task_kernels``).
 """

@@ -1,7 +1,7 @@
 """Task "lm": a character language model. Integer tokens in (one-hot, as a column lookup),
 softmax cross-entropy over ``vocab_size`` classes at every timestep.
 
-Also a kernel template (``lstm_numba.templating``): the input gather/scatter, the softmax head and
+Also a kernel template (``mathbench.templating``): the input gather/scatter, the softmax head and
 the entry points ``forward_lm``/``backward_lm``/``infer_lm`` are generated per activation pair next
 to the cell kernels they call (``variants.task_kernels``).
 """
