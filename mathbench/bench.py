@@ -277,9 +277,7 @@ def group_rows(plan: Plan, group: list, dtype: str, size: int, per_process: list
         t = stats.combine([p[key].samples for p in per_process])
         ns = 1e9 / size
         row = dict(
-            function=k.function, form=k.form, impl=k.impl, backend=k.backend, libm=k.libm,
-            dtype=dtype, size=size, threads=plan.parallel_threads if k.parallel else 1,
-            parallel=k.parallel, ns_per_element=t.value * ns, ns_lo=t.lo * ns, ns_hi=t.hi * ns,
+            **_row_key(plan, k, dtype, size), backend=k.backend, libm=k.libm, parallel=k.parallel, ns_per_element=t.value * ns, ns_lo=t.lo * ns, ns_hi=t.hi * ns,
             seconds_per_call=t.value, rounds=sum(rounds), repeats=int(np.median([p[key].repeats for p in per_process])),
             processes=len(per_process), rounds_per_process=min(rounds), interval_method=t.method,
             elements_per_s=size / t.value, bytes_per_s=2 * itemsize * size / t.value,
@@ -306,14 +304,19 @@ def group_rows(plan: Plan, group: list, dtype: str, size: int, per_process: list
     return rows
 
 
+def _row_key(plan: Plan, k, dtype: str, size: int) -> dict:
+    """A row's key (runs.SAMPLE_KEY): what names it in results.csv and samples.csv."""
+    return dict(function=k.function, form=k.form, impl=k.impl, dtype=dtype, size=size,
+                threads=plan.parallel_threads if k.parallel else 1)
+
+
 def group_samples(plan: Plan, group: list, dtype: str, size: int, per_process: list) -> list[dict]:
     """The timings behind group_rows' rows, in runs.SAMPLE_COLUMNS: one dict per kernel, process
     and round (seconds per call; ``repeats``: that process's calls per round)."""
     out = []
     for k in group:
         key = _key(k)
-        row_key = dict(function=k.function, form=k.form, impl=k.impl, dtype=dtype, size=size,
-                       threads=plan.parallel_threads if k.parallel else 1)
+        row_key = _row_key(plan, k, dtype, size)
         for i, p in enumerate(per_process):
             out += [dict(row_key, process=i, round=j, seconds_per_call=float(s), repeats=int(p[key].repeats))
                     for j, s in enumerate(p[key].samples)]

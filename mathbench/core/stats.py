@@ -197,14 +197,19 @@ CI, RANGE = "95% CI", "range"
 CI_METHOD = "order-statistic"  # the sweep rows' interval_method (rows without it: bootstrap)
 
 
-def _median_order_interval(x: np.ndarray) -> tuple:
-    x = np.sort(x)
-    k = order_rank(x.size)
-    return (float(np.median(x)), float(x[k - 1]), float(x[x.size - k]))
+def _sweep_interval(x: np.ndarray) -> tuple:
+    """(median, lo, hi) of usable values: their range below MIN_CI_SAMPLES, else the
+    order-statistic interval (``within_process``: from 10 samples it is never the range)."""
+    if x.size == 0:
+        return (np.nan, np.nan, np.nan)
+    if x.size < MIN_CI_SAMPLES:
+        return (float(np.median(x)), float(x.min()), float(x.max()))
+    iv = within_process(x)
+    return (iv.value, iv.lo, iv.hi)
 
 
 def interval_kind(n: int) -> str:
-    """What (lo, hi) of a median from ``n`` samples is: a bootstrap 95% CI, or min..max."""
+    """What (lo, hi) of a median from ``n`` samples is: a 95% CI, or min..max."""
     return CI if n >= MIN_CI_SAMPLES else RANGE
 
 
@@ -213,12 +218,7 @@ def median_interval(values) -> tuple:
     from >= MIN_CI_SAMPLES of them, else their range (interval_kind says which); NaNs when none
     is finite."""
     x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return (np.nan, np.nan, np.nan)
-    if x.size < MIN_CI_SAMPLES:
-        return (float(np.median(x)), float(x.min()), float(x.max()))
-    return _median_order_interval(x)
+    return _sweep_interval(x[np.isfinite(x)])
 
 
 def ratio_interval(base, cand) -> tuple:
@@ -228,9 +228,4 @@ def ratio_interval(base, cand) -> tuple:
     b = np.asarray(base, dtype=float)
     c = np.asarray(cand, dtype=float)
     ok = np.isfinite(b) & np.isfinite(c) & (c > 0)
-    if not ok.any():
-        return (np.nan, np.nan, np.nan)
-    r = b[ok] / c[ok]
-    if r.size < MIN_CI_SAMPLES:
-        return (float(np.median(r)), float(r.min()), float(r.max()))
-    return _median_order_interval(r)
+    return _sweep_interval(b[ok] / c[ok])

@@ -19,7 +19,7 @@ from . import html
 from .tables import KEY, _require, interval_label, table
 
 TIMES = ["ns_per_element", "ns_lo", "ns_hi"]
-SHOWN = ["function", "form", "impl", "dtype", "size", "threads"]  # KEY without the redundant 'parallel'
+SHOWN = runs.SAMPLE_KEY  # KEY without the redundant 'parallel'
 ORDINALS = ("first", "second")
 
 
@@ -233,7 +233,7 @@ def speedup_figures(loaded: list[tuple[str, pd.DataFrame, dict]], form: str = "f
     """(function, figure, caption) per function: speedup over NumPy (else over tanh) against
     size, one panel per implementation x dtype x serial/parallel, one line per run (colour and
     marker differ) with its interval as a band, and a legend on every panel."""
-    from .plots import _band, _bool, _style, plt
+    from .plots import _band, _bool, _panel_grid, _style
 
     labels = [f"{k}: {run_label(df, meta)}" for k, (_, df, meta) in enumerate(loaded, start=1)]
     rows = pd.concat([df.assign(run=k) for k, (_, df, _) in enumerate(loaded)], ignore_index=True)
@@ -247,10 +247,7 @@ def speedup_figures(loaded: list[tuple[str, pd.DataFrame, dict]], form: str = "f
         col, what = picked
         d = d[d[col].notna()]
         panels = list(dict.fromkeys(zip(d["impl"], d["dtype"], _bool(d["parallel"]))))
-        ncols = min(3, len(panels))
-        nrows = -(-len(panels) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 4.4 * nrows), squeeze=False,
-                                 layout="constrained")
+        fig, axes = _panel_grid(len(panels), "", 3, 6.2, 4.4, layout="constrained")  # panels: never empty
         for ax, (impl, dtype, par) in zip(axes.flat, panels):
             p = d[(d["impl"] == impl) & (d["dtype"] == dtype) & (_bool(d["parallel"]) == par)]
             for k, label in enumerate(labels):

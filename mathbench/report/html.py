@@ -40,14 +40,14 @@ def esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def figure_html(fig, alt: str, caption: str | None = None, dpi: int = 100, close: bool = True) -> str:
-    """A matplotlib figure as an embedded PNG ``<img>`` (with alt text, and an optional caption)."""
+def figure_html(fig, alt: str, caption: str | None = None, dpi: int = 100) -> str:
+    """A matplotlib figure as an embedded PNG ``<img>`` (with alt text, and an optional caption);
+    the figure is closed."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    if close:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+    plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">{cap}</figure>'

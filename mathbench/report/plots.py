@@ -251,9 +251,6 @@ def _candidates(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["backend"] == "numba") & ~_bool(df["baseline"])]
 
 
-_LSTM_MIN_CI = 10  # lstm_numba.sweep.MIN_CI_SAMPLES: fewer samples give a range, not a 95% interval
-
-
 def _lstm_interval_column(column: str) -> tuple[str, str]:
     """(the row's interval-kind column, the sample-count column older runs are judged by)."""
     if column.startswith(("loss", "accuracy", "f1", "perplexity")):
@@ -272,12 +269,12 @@ def lstm_band_label(d: pd.DataFrame, column: str) -> str:
     if kind_col == "quality_interval" and "quality_samples" in d and d["quality_samples"].notna().any():
         n = int(pd.to_numeric(d["quality_samples"], errors="coerce").min())
     if kind_col in d and d[kind_col].notna().all():
-        ci = bool((d[kind_col] == "95% CI").all())
+        ci = bool((d[kind_col] == stats.CI).all())
     else:
-        ci = n >= _LSTM_MIN_CI
+        ci = n >= stats.MIN_CI_SAMPLES
     if not ci:
         return f"bands: range (min..max) of {n} samples, too few for a 95% CI"
-    ordered = "interval_method" in d and (d["interval_method"] == "order-statistic").all()
+    ordered = "interval_method" in d and (d["interval_method"] == stats.CI_METHOD).all()
     return "bands: order-statistic 95% CI" if ordered else "bands: percentile bootstrap (older run; 91-94% coverage)"
 
 

@@ -129,7 +129,7 @@ def read_samples(run_dir) -> tuple[dict | None, str | None]:
             continue
         function, form, impl, dtype, size, threads, process, rnd, seconds, repeats = cells
         try:
-            name = f"{function}/{form}/{impl}/{dtype}/{int(size)}/{int(threads)}"
+            name = benchmark_name(dict(zip(runs.SAMPLE_KEY, cells[:6])))
             process, rnd, seconds, repeats = int(process), int(rnd), float(seconds), int(repeats)
         except ValueError:
             continue

@@ -87,10 +87,7 @@ def build(run_dir, accuracy_dir=None, figs=None, html_file=None) -> str:
     ``figs``: the figures, if the caller already drew them (``figures``); ``html_file``: the file
     the page goes to, for the command that makes it again."""
     run_dir = Path(run_dir)
-    df, meta = runs.load_run(run_dir)
-    tables._require(df, tables.SUMMARY_COLUMNS, run_dir)
-    if df.empty:
-        raise UsageError(f"{run_dir} has no finished rows (interrupted or still running before its first group)")
+    df, meta = tables.load_kernel_run(run_dir)
     acc, acc_meta = load_accuracy(accuracy_dir) if accuracy_dir is not None else (None, None)
     timing = meta.get("timing") or {}
     extra = [["wall time", f"{timing['wall_seconds']:.1f} s" if "wall_seconds" in timing else "-"],

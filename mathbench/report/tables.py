@@ -133,13 +133,19 @@ def _require(df: pd.DataFrame, columns: list, what) -> None:
                          f"(missing columns: {', '.join(missing)})")
 
 
-def load_summary(run_dir) -> str:
-    """The summary and the findings of a run. An unfinished run (interrupted, or still running:
-    metadata ``finished`` is not true) is labelled incomplete and no target is judged on it."""
+def load_kernel_run(run_dir) -> tuple[pd.DataFrame, dict]:
+    """(rows, metadata) of a kernel run folder with the summary's columns and at least one row."""
     df, meta = runs.load_run(run_dir)
     _require(df, SUMMARY_COLUMNS, run_dir)
     if df.empty:
         raise UsageError(f"{run_dir} has no finished rows (interrupted or still running before its first group)")
+    return df, meta
+
+
+def load_summary(run_dir) -> str:
+    """The summary and the findings of a run. An unfinished run (interrupted, or still running:
+    metadata ``finished`` is not true) is labelled incomplete and no target is judged on it."""
+    df, meta = load_kernel_run(run_dir)
     head, findings = "", kernel_findings(df)
     if meta.get("finished") is not True:
         head, findings = (f"INCOMPLETE run (interrupted or still running): {df.groupby(['dtype', 'size']).ngroups} "
