@@ -262,7 +262,7 @@ def main_report(argv: list[str]) -> int:
     # kind -> (the column its rows are keyed by, what it is called, what prints its summary)
     kinds = {sweep.KIND: ("config_id", "an LSTM sweep", lambda: [sweep.summary(df), *sweep.status(df, meta)]),
              study.KIND: ("unit_id", "an LSTM accuracy study", lambda: [study.summary(df), *study.status(df, meta)]),
-             versus.KIND: ("train_ratio", "a vs-torch run", lambda: [versus.report(Path(args.run))])}
+             versus.KIND: ("train_ratio", "a vs-torch run", lambda: [versus.report(Path(args.run), df, meta)])}
     kind = meta.get("kind")
     if kind not in kinds:
         raise UsageError(f"{args.run} is a {kind!r} run, not an {sweep.KIND}, {study.KIND} or {versus.KIND} run")
@@ -461,7 +461,7 @@ def main_train(argv: list[str]) -> int:
     ds.check_seq_len(args.seq_len)
     cfg = ModelConfig(task.name, args.hidden, args.layers, **task.model_kwargs(ds), cell=args.cell, gate=args.gate,
                       dtype=args.dtype, parallel=args.threads > 1, seed=args.seed)
-    train_data, val_data, test_data = study.parts(ds, task.name, args.seq_len)
+    train_data, val_data, test_data = task.study_parts(ds, args.seq_len)
     meta = task.saved_meta(ds, args.seq_len)
     model = Model(cfg)
     tcfg = T.TrainConfig(iterations=args.iterations, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
@@ -486,7 +486,7 @@ def main_train(argv: list[str]) -> int:
         bar.close()
     # the test part is scored once, here, at the checkpoint validation chose
     metrics = T.evaluate(model, test_data, seq_len=args.seq_len)
-    refs = study.test_baselines(ds, args.task, args.seq_len)
+    refs = task.test_baselines(ds, args.seq_len)
     meta["metrics"] = {k: float(v) for k, v in metrics.items()}
     best_val = dict(result.val_history)[result.best_iteration]
     meta["train"] = {"iterations": result.iterations, "batch": args.batch, "lr": args.lr, "clip": args.clip,
@@ -499,11 +499,11 @@ def main_train(argv: list[str]) -> int:
           f"{' (stopped early: validation loss stopped improving)' if result.stopped_early else ''}, median step "
           f"{np.median(step) * 1e3:.3f} ms (forward {np.median(result.t_forward) * 1e3:.3f}, backward "
           f"{np.median(result.t_backward) * 1e3:.3f}, optimizer {np.median(result.t_optimizer) * 1e3:.3f})")
-    print(_data_line(meta["data_source"], args.task))
+    print(_data_line(meta["data_source"], task))
     print(f"chosen checkpoint: step {result.best_iteration:,} (lowest validation loss); validation: "
           + _metrics_text(best_val))
     print("test (held-out, scored once at the chosen checkpoint): " + _metrics_text(metrics))
-    print(_baseline_text(args.task, refs, metrics))
+    print(_baseline_text(task, refs, metrics))
     print(f"saved: {path}")
     return 0
 
@@ -515,11 +515,8 @@ def _refuse_others_data(task, args, command: str, prefix: str = "") -> None:
             raise UsageError(prefix + other.DATA_MISUSE[command])
 
 
-def _baseline_text(task: str, refs: dict, metrics: dict) -> str:
-    from . import baselines
-
-    state = baselines.flag(task, metrics, refs)
-    return f"baselines on the same test data: {tasks.get(task).baselines_text(refs)}; this model: {state}"
+def _baseline_text(task, refs: dict, metrics: dict) -> str:
+    return f"baselines on the same test data: {task.baselines_text(refs)}; this model: {task.flag(metrics, refs)}"
 
 
 def _metrics_text(metrics: dict) -> str:
@@ -527,9 +524,9 @@ def _metrics_text(metrics: dict) -> str:
     return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:.4g}" for k, v in metrics.items())
 
 
-def _data_line(records: dict, task: str) -> str:
+def _data_line(records: dict, task) -> str:
     """Names the data a command used: each part's source and content hash (data.data_record)."""
-    held = tasks.get(task).HELD_OUT
+    held = task.HELD_OUT
     return "data: " + "; ".join(f"{part} {D.describe_record(r)}{held.get(part, '')}" for part, r in records.items())
 
 
@@ -610,13 +607,13 @@ def main_predict(argv: list[str]) -> int:
     data, records, fitted = task.scored_data(args.model, model, args, seq_len)
     metrics = T.evaluate(model, data, seq_len=seq_len)
     # the baselines of the scored test data, fit on its own training part (None: not at hand)
-    refs = None if fitted is None else study.test_baselines(fitted, task.name, seq_len)
+    refs = None if fitted is None else task.test_baselines(fitted, seq_len)
     if not math.isfinite(metrics["loss"]):  # finite weights can still overflow in the forward pass
         raise UsageError(f"{args.model}: held-out loss is {metrics['loss']} on that data; its weights overflow "
                          f"{model.config.dtype}, not a usable model")
     print(f"{args.model}: " + _metrics_text(metrics))
-    print(_data_line(records, model.config.task))
-    print(_baseline_text(model.config.task, refs, metrics) if refs else
+    print(_data_line(records, task))
+    print(_baseline_text(task, refs, metrics) if refs else
           "baselines: not computed (the training file the model records is not at hand with its recorded content)")
     return 0
 

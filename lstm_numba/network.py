@@ -59,10 +59,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numba
@@ -271,6 +270,7 @@ class Plan:
         if self.parallel and self.split == "units" and (self.fwd, self.bwd) != ("tiled", "tiled"):
             raise UsageError("a parallel plan split by hidden units uses the tiled products")
 
+    @cached_property  # built once: the kernels read it on every forward and backward
     def codes(self) -> np.ndarray:
         """What the kernels read: (forward by BLAS, backward by BLAS, chunks of batch rows)."""
         return np.array([self.fwd == "blas", self.bwd == "blas", self.split == "batch"], np.int64)
@@ -461,15 +461,15 @@ class Model:
 
     def _run_forward(self, x, y, h0, c0, ws: _Workspace, plan: Plan) -> float:
         return self.task.forward(self.kernels_for(plan.parallel), self, x, ws.dummy_targets if y is None else y,
-                                 h0, c0, ws, plan.codes(), self._chunks(plan))
+                                 h0, c0, ws, plan.codes, self._chunks(plan))
 
     def _run_backward(self, ws: _Workspace, plan: Plan, g: Params) -> None:
         nch = self._chunks(plan)
         ws.ensure_scratch(self.config, nch)
-        self.task.backward(self.kernels_for(plan.parallel), self, ws, g, plan.codes(), nch)
+        self.task.backward(self.kernels_for(plan.parallel), self, ws, g, plan.codes, nch)
 
     def _run_infer(self, x, h0, c0, ws: _InferSpace, plan: Plan) -> None:
-        ws.top = self.task.infer(self.kernels_for(plan.parallel), self, x, h0, c0, ws, plan.codes(),
+        ws.top = self.task.infer(self.kernels_for(plan.parallel), self, x, h0, c0, ws, plan.codes,
                                  self._chunks(plan))
 
     def _chunks(self, plan: Plan) -> int:
@@ -648,11 +648,9 @@ def _plans_path() -> Path:
 
 @lru_cache(maxsize=None)
 def _source_hash() -> str:
-    """Hash of every kernel template and of this file (the plans' key: edited kernels are measured again)."""
-    h = hashlib.sha256()
-    for path in [*variants.template_sources(), __file__]:
-        h.update(Path(path).read_bytes())
-    return h.hexdigest()[:12]
+    """Hash of this file (the plan logic). The kernels are in the key by their generated modules'
+    names, which hash every template and source they are made of."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 def _plan_key(model: "Model", T: int, B: int, train: bool) -> str:
@@ -690,14 +688,7 @@ def planned(model: "Model", T: int, B: int, train: bool = True) -> Plan:
         _PLANS.update(_load_plans())
     if key not in _PLANS:
         _PLANS[key] = tune_plan(model, T, B, train)
-        data = {k: asdict(v) for k, v in {**_load_plans(), key: _PLANS[key]}.items()}
-        path = _plans_path()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:  # atomic: a concurrent process reads the old file or the new one, never half
-            tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError:  # an unwritable cache only costs a measurement in the next process
-            tmp.unlink(missing_ok=True)
+        codegen.save_json(_plans_path(), {k: asdict(v) for k, v in {**_load_plans(), key: _PLANS[key]}.items()})
     return _PLANS[key]
 
 
@@ -760,7 +751,7 @@ def loop_facts(config: ModelConfig) -> dict:
     (``mathbench.simd_info``). Numba cannot show the assembly of code loaded from its
     disk cache, so each loop is compiled once more uncached with the same options and types,
     and the facts are saved beside the cache (keyed by the generated module's hashed name)."""
-    from mathbench import compiled_asm, load_simd_facts as _load_simd_cache, save_simd_facts as _save_simd_cache, simd_info
+    from mathbench import compiled_asm, load_simd_facts as _load_simd_cache, simd_info
 
     mod = variants.task_kernels(config.task, config.cell, config.gate, bool(config.parallel))
     cells = variants.cell_kernels(config.cell, config.gate, bool(config.parallel))
@@ -779,5 +770,5 @@ def loop_facts(config: ModelConfig) -> dict:
             changed = True
         out[loop] = saved[key]
     if changed:
-        _save_simd_cache(path, saved)
+        codegen.save_json(path, saved)
     return out

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from mathbench import htmlpage as H
-from mathbench import UsageError, plots, runs
+from mathbench import plots
 
 from . import findings, study, sweep, versus
 
@@ -86,8 +86,8 @@ PAGES = {
                  lambda df: findings.all_findings(df), _sweep_figures),
     study.KIND: ("LSTM accuracy study", lambda df, meta, run: [study.summary(df), *study.status(df, meta)],
                  _study_findings, _study_figures),
-    versus.KIND: ("Numba LSTM against torch.nn.LSTM", lambda df, meta, run: [versus.report(Path(run))],
-                  lambda df: versus.crossover(versus.summarize(df)) + versus.efficiency_line(versus.summarize(df)),
+    versus.KIND: ("Numba LSTM against torch.nn.LSTM", lambda df, meta, run: [versus.report(Path(run), df, meta)],
+                  lambda df: (lambda summ: versus.crossover(summ) + versus.efficiency_line(summ))(versus.summarize(df)),
                   _versus_figures),
 }
 
@@ -97,16 +97,11 @@ def figures(kind: str, df) -> list[tuple]:
     return PAGES[kind][3](df)
 
 
-def build(run_dir, df=None, meta=None, figs=None) -> str:
-    """The page's HTML for an LSTM run folder (loaded here unless the caller has it; ``figs``:
-    the figures, if the caller already drew them with ``figures``)."""
+def build(run_dir, df, meta, figs=None) -> str:
+    """The page's HTML for an LSTM run folder whose rows and metadata the caller loaded and whose
+    kind it checked (``figs``: the figures, if the caller already drew them with ``figures``)."""
     run_dir = Path(run_dir)
-    if df is None or meta is None:
-        df, meta = runs.load_run(run_dir)
-    kind = meta.get("kind")
-    if kind not in PAGES:
-        raise UsageError(f"{run_dir} is a {kind!r} run, not an {sweep.KIND}, {study.KIND} or {versus.KIND} run")
-    title, summary, judged, draw = PAGES[kind]
+    title, summary, judged, draw = PAGES[meta.get("kind")]
     sessions = meta.get("sessions") or []
     wall = sum(float(s.get("wall_seconds") or 0) for s in sessions if isinstance(s, dict))
     extra = [["sessions", f"{len(sessions)} (wall time {wall:.0f} s in all)" if sessions else "-"],

@@ -156,18 +156,6 @@ def code_version(s: Settings) -> str:
 # one unit: every variant of one shape and seed
 
 
-def parts(ds, task: str, seq_len: int) -> tuple:
-    """(train, validation, test) data as ``train.train`` / ``train.evaluate`` take them."""
-    return tasks.get(task).study_parts(ds, seq_len)
-
-
-def test_baselines(ds, task: str, seq_len: int) -> dict:
-    """The trivial baselines on the test data ``train.evaluate`` scores (for text: every
-    consecutive pair of the test text; ``evaluate`` splits it into 16 streams and so scores all but
-    a few of those pairs), fit on the training part (validation excluded)."""
-    return tasks.get(task).test_baselines(ds, seq_len)
-
-
 def _model_config(u: Unit, cell: str, gate: str, ds):
     """The sweep's model configuration of this shape and pair, serial (one thread per unit)."""
     return sweep.model_config(sweep.Config(u.task, u.layers, u.hidden, u.dtype, 1), sweep.Variant("numba", cell, gate),
@@ -181,8 +169,10 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
     from .network import Model
 
     T = importlib.import_module(f"{__package__}.train")
-    train_data, val_data, test_data = parts(ds, u.task, s.seq_len)
-    refs = test_baselines(ds, u.task, s.seq_len)
+    td = tasks.get(u.task)
+    # (train, validation, test) as train/evaluate take them; the trivial baselines on that test data
+    train_data, val_data, test_data = td.study_parts(ds, s.seq_len)
+    refs = td.test_baselines(ds, s.seq_len)
     cfg = T.TrainConfig(iterations=s.iterations, seq_len=s.seq_len, batch=s.batch, lr=s.lr, clip=s.clip,
                         seed=u.seed, eval_every=s.val_every, patience=s.patience)
     rows = []
@@ -208,11 +198,11 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
             best_step=res.best_iteration if not diverged else None, stopped_early=bool(res.stopped_early),
             diverged=diverged, val_loss=hist.get(res.best_iteration, {}).get("loss") if not diverged else None,
             loss=float(q["loss"]), accuracy=float(q.get("accuracy", math.nan)), f1=q.get("f1"),
-            perplexity=q.get("perplexity"), quality_flag=BL.flag(u.task, q, refs) if not diverged else "diverged",
+            perplexity=q.get("perplexity"), quality_flag=td.flag(q, refs) if not diverged else "diverged",
             train_seconds=time.perf_counter() - t0, unit_rows=len(s.pairs), **where(),
             finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), code_version=code,
-            **tasks.get(u.task).ref_columns(refs))
-        if "accuracy" not in tasks.get(u.task).EVAL_METRICS:
+            **td.ref_columns(refs))
+        if "accuracy" not in td.EVAL_METRICS:
             row["accuracy"] = None  # train.evaluate reports none (the LM: no next-character accuracy)
         rows.append(row)
     return rows
@@ -221,14 +211,14 @@ def run_unit(s: Settings, u: Unit, ds, uid: str, code: str) -> list[dict]:
 _WHERE: dict = {}
 
 
-def where(units_at_once: int = 1) -> dict:
+def where() -> dict:
     """The row's process and machine: pid, host name, CPU model, cores, and how many units this
-    process trains at once (1 for this process and --jobs workers; a Dask worker's threads)."""
+    process trains at once (1 here and in --jobs workers; ``cluster`` sets a Dask worker's threads)."""
     if not _WHERE:
         from mathbench import cpu_info
 
         _WHERE.update(worker_host=platform.node(), worker_cpu=cpu_info()["model"], worker_cores=os.cpu_count())
-    return dict(worker_pid=os.getpid(), **_WHERE, worker_threads=units_at_once)
+    return dict(worker_pid=os.getpid(), **_WHERE, worker_threads=1)
 
 
 # --------------------------------------------------------------------------------------------

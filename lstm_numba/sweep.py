@@ -402,6 +402,10 @@ class NumbaEngine:
         self.init = "same"
         for b in (s.batch, 1, s.eval_batch):
             model.prepare(s.seq_len, b)
+        # how it runs the three shapes it is timed at (the rows record them)
+        self.plans = {"plan_train": model.plan(s.seq_len, s.batch).label,
+                      "plan_latency": model.plan(s.seq_len, 1, train=False).label,
+                      "plan_throughput": model.plan(s.seq_len, s.eval_batch, train=False).label}
 
     def train_step(self, x, y):
         clock = time.perf_counter
@@ -617,11 +621,7 @@ def _measure(s, c, ds, vs, compile_s, on_repeat, facts) -> list[dict]:
                 init_tensors = {k: np.array(a) for k, a in engines[v].model.params.tensors().items()}
                 params_count = _params_count(init_tensors)
             tracks[v].init = getattr(engines[v], "init", "same")
-            m = getattr(engines[v], "model", None)
-            if v.backend == "numba" and hasattr(m, "plan"):  # (a test double has no plans)
-                tracks[v].plans = {"plan_train": m.plan(s.seq_len, s.batch).label,
-                                   "plan_latency": m.plan(s.seq_len, 1, train=False).label,
-                                   "plan_throughput": m.plan(s.seq_len, s.eval_batch, train=False).label}
+            tracks[v].plans = getattr(engines[v], "plans", {})  # (peers and test doubles have none)
         times = {v: np.full((s.iterations, 3), np.nan) for v in vs}
         losses = {v: np.full(s.iterations, np.nan) for v in vs}
         ckpt = {v: _Checkpoint(engines[v], s.patience, val_set, c.task) for v in vs}

@@ -82,10 +82,8 @@ def validate(s: Settings) -> None:
         v = getattr(s, name)
         if not v or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in v):
             raise UsageError(f"--{name} needs positive integers")
-    import numba
-
-    if max(s.threads) > numba.config.NUMBA_NUM_THREADS:
-        raise UsageError(f"--threads at most {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS)")
+    if max(s.threads) > threads.max_threads():
+        raise UsageError(f"--threads at most {threads.max_threads()} (NUMBA_NUM_THREADS)")
     for name in ("seq_len", "passes", "rounds"):
         v = getattr(s, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -115,8 +113,7 @@ def code_version() -> str:
 
 def _config(ds, shape, seed) -> ModelConfig:
     L, H, B, t = shape
-    return ModelConfig("lm", hidden=H, layers=L, vocab_size=ds.n_vocab, cell=sweep.BASELINE[0],
-                       gate=sweep.BASELINE[1], dtype="float32", parallel=t > 1, seed=seed)
+    return sweep.model_config(sweep.Config("lm", L, H, "float32", t), sweep.Variant("numba", *sweep.BASELINE), ds, seed)
 
 
 def measure_shape(s: Settings, shape: tuple, ds, compile_s: dict, facts: dict | None = None) -> dict:
@@ -299,8 +296,10 @@ def efficiency_line(summary) -> list[str]:
             for r in big.itertuples()]
 
 
-def report(run_dir: Path) -> str:
-    df, meta = runs.load_run(run_dir)
+def report(run_dir: Path, df=None, meta=None) -> str:
+    """The printed report of a vs-torch folder (``df``/``meta``: already loaded by the caller)."""
+    if df is None or meta is None:
+        df, meta = runs.load_run(run_dir)
     summ = summarize(df)
     lines = [table(summ), "", f"Numba: {df['variant'].iloc[0]}; loops ({', '.join(LOOPS)}): "
              + ", ".join(sorted({", ".join(sweep._loops(r)) for r in df.to_dict("records")})),

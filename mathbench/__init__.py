@@ -47,7 +47,6 @@ _API = {
     "simd_info": ("mathbench.functions.kernels", "simd_info"),
     "compiled_asm": ("mathbench.functions.kernels", "compiled_asm"),
     "load_simd_facts": ("mathbench.functions.kernels", "_load_simd_cache"),
-    "save_simd_facts": ("mathbench.functions.kernels", "_save_simd_cache"),
     "cpu_info": ("mathbench.core.runs", "_cpu"),
     # reporting: tables, figures, and the notebooks' run loader
     "table": ("mathbench.report.tables", "table"),

@@ -38,7 +38,7 @@ def available(name: str = DEFAULT) -> bool:
 
 
 def version(name: str = DEFAULT):
-    return get(name).version() if available(name) else None
+    return get(name).version()  # None when it is not installed
 
 
 def require(name: str = DEFAULT) -> None:

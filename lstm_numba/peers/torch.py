@@ -19,7 +19,6 @@ import numpy as np
 from mathbench import UsageError
 
 NAME = "torch"
-TORCH_VERSION = "2.13.0"  # the `peers` extra pins exactly this version
 
 
 def available() -> bool:
@@ -38,11 +37,6 @@ def version() -> Optional[str]:
 
 
 MISSING = "torch is not installed; the peer row needs the peers extra: pip install -e '.[peers]'"
-
-
-def require() -> None:
-    if not available():
-        raise UsageError(MISSING)
 
 
 # the task kinds (``Task.INPUT``, ``Task.OUTPUT``) this peer knows
@@ -64,7 +58,8 @@ class Engine:
 
     def __init__(self, config, optimizer: str = "adam", lr: float = 1e-2, clip: Optional[float] = None,
                  init_weights: Optional[dict] = None):
-        require()
+        if not available():
+            raise UsageError(MISSING)
         import torch
 
         task = config.task_def
@@ -74,7 +69,6 @@ class Engine:
         self.tokens = task.INPUT == "tokens"
         self.every_step = task.OUTPUT == "softmax_every_step"
         n_in, hidden = config.n_in, config.hidden
-        self.n_in = n_in
         self.dtype = getattr(torch, config.dtype)
         torch.manual_seed(config.seed)
         self.lstm = torch.nn.LSTM(n_in, hidden, num_layers=config.layers).to(self.dtype)

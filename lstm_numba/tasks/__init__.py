@@ -81,6 +81,11 @@ class Task:
     SCORES: tuple = ()  # held-out metrics besides the loss
     PERPLEXITY = False  # report exp(loss)
     HEAD_LOOP: tuple = ()
+
+    @property
+    def REF_KEY(self) -> str:  # noqa: N802 (read like the other summary constants)
+        """The strong baseline's column: the summary prints the baselines when a row has it."""
+        return self.REF_MEDIANS[-1][1]
     PREDICTS = GENERATES = False  # train.predict / train.generate accept the task's models
     SUMMARY = ""  # train --task's help
     DATA_OPTIONS: dict = {}  # "--flag" -> {command: help}; a command missing there has no such option

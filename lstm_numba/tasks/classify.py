@@ -26,7 +26,6 @@ class Classify(Task):
     TRIVIAL, STRONG = "majority", "threshold"
     SCORES = ("accuracy", "f1")
     PERPLEXITY = False
-    REF_KEY = "ref_threshold_acc"  # the summary prints the baselines when a row has this column
     HEAD_LOOP = ("bce_terms", 4, 0)  # the logits' loss terms: kernel, 1-D arrays, scalars
     INPUT = "features"  # peers: floats per timestep
     OUTPUT = "sigmoid_last_step"  # peers: one logit from the last timestep

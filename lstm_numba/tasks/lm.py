@@ -26,7 +26,6 @@ class LanguageModel(Task):
     TRIVIAL, STRONG = "unigram", "bigram"
     SCORES = ("accuracy",)  # next-character accuracy
     PERPLEXITY = True
-    REF_KEY = "ref_bigram"  # the summary prints the baselines when a row has this column
     HEAD_LOOP = ("exp_shifted", 1, 1)  # the softmax's exp: kernel, 1-D arrays, scalars
     INPUT = "tokens"  # peers: integer ids, one-hot
     OUTPUT = "softmax_every_step"  # peers: a V-way softmax at every timestep

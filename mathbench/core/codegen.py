@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import marshal
 import os
 import pickle
@@ -40,6 +41,18 @@ def cache_dir() -> Path:
         except OSError:
             continue
     raise OSError("no writable cache folder for compiled kernels; set MATHBENCH_CACHE_DIR")
+
+
+def save_json(path: Path, data: dict) -> None:
+    """Write a cache file (facts, measured plans) atomically: a concurrent process reads the old
+    file or the new one, never half. A full or unwritable disk only costs a recomputation in the
+    next process, so it is not an error."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent runs never share one
+    try:
+        tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def source_hash(text: str, depends_on: list[str]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import platform
 import re
 import time
@@ -170,17 +169,8 @@ def _kernel_simd(dispatcher, sig) -> dict:
     info = simd_info(asm)
     cache = _load_simd_cache()
     cache[key] = info
-    _save_simd_cache(_simd_cache_path(), cache)
+    codegen.save_json(_simd_cache_path(), cache)
     return info
-
-
-def _save_simd_cache(path: Path, cache: dict) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent runs never share one
-    try:
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        tmp.replace(path)
-    except OSError:  # a full disk costs a recomputation next run, not this run
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
